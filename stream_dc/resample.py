@@ -1,0 +1,129 @@
+"""Sample-rate conversion that gives the same samples however the input is cut into blocks.
+
+Output sample ``m`` is a windowed-sinc interpolation of the input around the exact position
+``m * rate_in / rate_out``, with a symmetric (zero-phase) kernel. The offline result therefore has no delay,
+and the streaming form only has to wait for ``taps_after`` input samples of look-ahead; both compute identical
+values because every output depends on a fixed set of input samples.
+"""
+from __future__ import annotations
+
+from math import gcd
+
+import numpy as np
+
+ZERO_CROSSINGS = 16  # kernel half-length in zero crossings of the narrower band
+ROLLOFF = 0.94  # pass band edge as a fraction of the lower Nyquist frequency
+KAISER_BETA = 8.6  # about 80 dB stop-band attenuation
+
+
+class Resampler:
+    """Streaming resampler for ``(samples, channels)`` float32 audio from ``rate_in`` to ``rate_out``.
+
+    ``process(block)`` returns every output sample whose input neighbourhood has arrived; ``flush(n_out)``
+    pads with zeros and returns the rest, up to ``n_out`` output samples in total (default
+    ``ceil(n_in * rate_out / rate_in)``). Samples before the start of the input are zero.
+    """
+
+    def __init__(self, rate_in: int, rate_out: int, channels: int):
+        if rate_in <= 0 or rate_out <= 0:
+            raise ValueError("sample rates must be positive")
+        self.rate_in, self.rate_out, self.channels = int(rate_in), int(rate_out), int(channels)
+        g = gcd(self.rate_in, self.rate_out)
+        self.up, self.down = self.rate_out // g, self.rate_in // g
+        self.identity = self.up == self.down
+        cutoff = min(1.0, self.up / self.down) * ROLLOFF  # in units of the input Nyquist frequency
+        self.half_taps = 0 if self.identity else int(np.ceil(ZERO_CROSSINGS / cutoff))
+        if not self.identity:
+            # Row p holds the kernel for fractional position p/up: taps at offsets -half_taps+1 .. half_taps.
+            offsets = np.arange(-self.half_taps + 1, self.half_taps + 1)[None, :] - np.arange(self.up)[:, None] / self.up
+            window = np.i0(KAISER_BETA * np.sqrt(np.clip(1.0 - (offsets / self.half_taps) ** 2, 0.0, 1.0)))
+            window /= np.i0(KAISER_BETA)
+            self.kernels = (cutoff * np.sinc(cutoff * offsets) * window).astype(np.float32)
+        self.reset()
+
+    @property
+    def taps_after(self) -> int:
+        """Input samples needed beyond an output's position (the streaming look-ahead)."""
+        return self.half_taps
+
+    def reset(self) -> None:
+        self.n_in = 0  # input samples received
+        self.n_out = 0  # output samples produced
+        # buffer holds input samples [buffer_start, n_in); indices below 0 are implicit zeros
+        self.buffer = np.zeros((0, self.channels), np.float32)
+        self.buffer_start = 0
+
+    def output_position(self, m: np.ndarray | int):
+        """Integer part and phase of the input position of output sample(s) ``m``."""
+        return (np.asarray(m, np.int64) * self.down) // self.up, (np.asarray(m, np.int64) * self.down) % self.up
+
+    def available_outputs(self, n_in: int) -> int:
+        """How many output samples can be computed once ``n_in`` input samples have arrived."""
+        if self.identity:
+            return n_in
+        # output m needs input index floor(m*down/up) + half_taps < n_in
+        limit = n_in - 1 - self.half_taps  # largest admissible floor position
+        if limit < 0:
+            return 0
+        return ((limit + 1) * self.up - 1) // self.down + 1
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        """block ``(samples, channels)`` -> the newly computable output ``(m, channels)`` float32."""
+        block = np.asarray(block, np.float32).reshape(-1, self.channels)
+        if self.identity:
+            self.n_in += len(block)
+            self.n_out += len(block)
+            return block.copy()
+        self.buffer = np.concatenate([self.buffer, block]) if len(self.buffer) else block.copy()
+        self.n_in += len(block)
+        return self._emit(self.available_outputs(self.n_in))
+
+    def flush(self, total_out: int | None = None) -> np.ndarray:
+        """Zero-pad the input and return the remaining output, ``total_out`` samples in all."""
+        if total_out is None:
+            total_out = -(-self.n_in * self.up // self.down)
+        if self.identity:
+            missing = max(0, total_out - self.n_out)
+            self.n_out += missing
+            return np.zeros((missing, self.channels), np.float32)
+        last_floor, _ = self.output_position(max(total_out - 1, 0))
+        needed = int(last_floor) + self.half_taps + 1
+        if needed > self.n_in:
+            self.buffer = np.concatenate([self.buffer, np.zeros((needed - self.n_in, self.channels), np.float32)])
+        return self._emit(total_out)
+
+    def _emit(self, end: int) -> np.ndarray:
+        if end <= self.n_out:
+            return np.zeros((0, self.channels), np.float32)
+        m = np.arange(self.n_out, end)
+        floor, phase = self.output_position(m)
+        first = int(floor[0]) - self.half_taps + 1  # lowest input index touched
+        if first < self.buffer_start:  # implicit zeros before the start of the signal
+            pad = self.buffer_start - first
+            self.buffer = np.concatenate([np.zeros((pad, self.channels), np.float32), self.buffer])
+            self.buffer_start = first
+        index = (floor - self.buffer_start)[:, None] + np.arange(-self.half_taps + 1, self.half_taps + 1)[None, :]
+        kernels = self.kernels[phase]  # (m, taps)
+        out = np.stack([np.einsum("mt,mt->m", self.buffer[index, c], kernels) for c in range(self.channels)], axis=1)
+        self.n_out = end
+        # drop input that no future output can touch
+        next_floor, _ = self.output_position(end)
+        keep_from = int(next_floor) - self.half_taps + 1
+        if keep_from > self.buffer_start:
+            drop = min(keep_from - self.buffer_start, len(self.buffer))
+            self.buffer = self.buffer[drop:]
+            self.buffer_start += drop
+        return out
+
+
+def resample(audio: np.ndarray, rate_in: int, rate_out: int, n_out: int | None = None) -> np.ndarray:
+    """Offline resampling of ``(samples,)`` or ``(samples, channels)`` audio; same values as the streaming form."""
+    audio = np.asarray(audio, np.float32)
+    squeeze = audio.ndim == 1
+    block = audio[:, None] if squeeze else audio
+    resampler = Resampler(rate_in, rate_out, block.shape[1])
+    if n_out is None:
+        n_out = -(-len(block) * resampler.up // resampler.down)
+    head = resampler.process(block)
+    out = np.concatenate([head, resampler.flush(n_out)])[:n_out]
+    return out[:, 0] if squeeze else out

@@ -1,0 +1,154 @@
+"""Streaming STFT analysis and overlap-add synthesis with centred frames (see ``features`` for the convention).
+
+Both classes work on ``(samples, channels)`` blocks of any size and give the same frames and samples however the
+signal is cut, so offline separation and the streaming processor share them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .features import ANALYSIS_HOP, ANALYSIS_N_FFT, ANALYSIS_RATE, frames_from_padded, hann_window
+
+
+@dataclass(frozen=True)
+class StftGeometry:
+    """Window and hop (samples) of an STFT; the window is a multiple of the hop."""
+
+    n_fft: int
+    hop: int
+
+    @classmethod
+    def for_rate(cls, sample_rate: int) -> "StftGeometry":
+        """The analysis STFT's 32 ms window / 8 ms hop at another rate (hop rounded to whole samples)."""
+        hop = max(1, round(sample_rate * ANALYSIS_HOP / ANALYSIS_RATE))
+        return cls(n_fft=hop * (ANALYSIS_N_FFT // ANALYSIS_HOP), hop=hop)
+
+    @property
+    def bins(self) -> int:
+        return self.n_fft // 2 + 1
+
+    @property
+    def first_frame(self) -> int:
+        """Lowest frame index that overlaps sample 0 (frames start at ``t*hop - n_fft/2``)."""
+        return -((self.n_fft // 2 - 1) // self.hop)
+
+    def frames_covering(self, n_samples: int) -> int:
+        """One past the last frame index that overlaps samples ``[0, n_samples)``."""
+        return (n_samples - 1 + self.n_fft // 2) // self.hop + 1
+
+
+class FrameAnalyzer:
+    """Cuts a stream into windowed centred frames and returns their spectra.
+
+    ``process(block)`` returns ``(first_index, spectra)`` with spectra ``(frames, bins, channels)`` complex64 for
+    every frame ``t >= start_frame`` whose samples have all arrived; ``flush(end_frame)`` zero-pads the input and
+    returns the remaining frames below ``end_frame``.
+    """
+
+    def __init__(self, geometry: StftGeometry, channels: int, start_frame: int = 0):
+        if start_frame * geometry.hop - geometry.n_fft // 2 > 0:
+            raise ValueError("the first frame must overlap the start of the signal")
+        self.geometry, self.channels, self.start_frame = geometry, channels, start_frame
+        self.window = hann_window(geometry.n_fft).astype(np.float32)[None, :, None]
+        self.reset()
+
+    def reset(self) -> None:
+        g = self.geometry
+        self.next_frame = self.start_frame
+        # buffer holds samples from next_frame's start; samples before 0 are zeros
+        self.buffer_start = self.start_frame * g.hop - g.n_fft // 2
+        self.buffer = np.zeros((max(0, -self.buffer_start), self.channels), np.float32)
+        self.n_in = 0
+
+    def _take(self, end_frame: int) -> tuple[int, np.ndarray]:
+        g = self.geometry
+        first = self.next_frame
+        count = end_frame - first
+        if count <= 0:
+            return first, np.zeros((0, g.bins, self.channels), np.complex64)
+        frames = frames_from_padded(self.buffer, g.n_fft, g.hop, count)  # (count, n_fft, channels)
+        spectra = np.fft.rfft(frames * self.window, axis=1).astype(np.complex64)
+        self.next_frame = end_frame
+        consumed = count * g.hop
+        self.buffer = self.buffer[consumed:]
+        self.buffer_start += consumed
+        return first, spectra
+
+    def process(self, block: np.ndarray) -> tuple[int, np.ndarray]:
+        block = np.asarray(block, np.float32).reshape(-1, self.channels)
+        self.buffer = np.concatenate([self.buffer, block])
+        self.n_in += len(block)
+        g = self.geometry
+        # frame t is complete when sample t*hop + n_fft/2 - 1 has arrived
+        complete = (self.n_in - g.n_fft // 2) // g.hop + 1
+        return self._take(max(complete, self.next_frame))
+
+    def flush(self, end_frame: int) -> tuple[int, np.ndarray]:
+        g = self.geometry
+        needed = (end_frame - 1) * g.hop + g.n_fft // 2 - self.buffer_start
+        if needed > len(self.buffer):
+            self.buffer = np.concatenate([self.buffer, np.zeros((needed - len(self.buffer), self.channels), np.float32)])
+        return self._take(max(end_frame, self.next_frame))
+
+
+class OverlapAdd:
+    """Weighted overlap-add synthesis of centred frames (Hann synthesis window, squared-window normalisation).
+
+    ``add(spectra)`` takes the next ``(frames, bins, channels)`` spectra in order, starting at frame
+    ``geometry.first_frame``, and returns the output samples that no later frame can change, from sample 0 on.
+    With unmodified spectra from ``FrameAnalyzer(start_frame=geometry.first_frame)`` the output equals the input.
+    """
+
+    def __init__(self, geometry: StftGeometry, channels: int):
+        self.geometry, self.channels = geometry, channels
+        n, h = geometry.n_fft, geometry.hop
+        self.window = hann_window(n).astype(np.float32)
+        # sum of squared windows seen by a sample at each phase within a hop (constant for n = 4*hop)
+        norm = np.zeros(h, np.float64)
+        for k in range(n // h):
+            norm += self.window[k * h:(k + 1) * h].astype(np.float64) ** 2
+        self.inverse_norm = (1.0 / norm).astype(np.float32)
+        self.reset()
+
+    def reset(self) -> None:
+        g = self.geometry
+        self.next_frame = g.first_frame
+        self.acc_start = g.first_frame * g.hop - g.n_fft // 2  # sample index of acc[0]
+        self.acc = np.zeros((g.n_fft, self.channels), np.float32)
+        self.n_out = 0  # samples returned so far (from sample 0)
+
+    def add(self, spectra: np.ndarray) -> np.ndarray:
+        g = self.geometry
+        count = len(spectra)
+        if count == 0:
+            return np.zeros((0, self.channels), np.float32)
+        frames = np.fft.irfft(spectra, n=g.n_fft, axis=1).astype(np.float32) * self.window[None, :, None]
+        span = (count - 1) * g.hop + g.n_fft
+        if len(self.acc) < span:
+            self.acc = np.concatenate([self.acc, np.zeros((span - len(self.acc), self.channels), np.float32)])
+        # add frames hop by hop: the k-th hop-long piece of every frame lands at offset (i + k) * hop
+        pieces = frames.reshape(count, g.n_fft // g.hop, g.hop, self.channels)
+        for k in range(g.n_fft // g.hop):
+            target = self.acc[k * g.hop:(k + count) * g.hop].reshape(count, g.hop, self.channels)
+            target += pieces[:, k]
+        self.next_frame += count
+        return self._release(self.next_frame * g.hop - g.n_fft // 2)
+
+    def _release(self, final_end: int) -> np.ndarray:
+        """Return samples ``[n_out, final_end)``, normalised, and drop them from the accumulator."""
+        g = self.geometry
+        keep = final_end - self.acc_start
+        if keep <= 0:
+            return np.zeros((0, self.channels), np.float32)
+        out, start = self.acc[:keep], self.acc_start
+        self.acc = self.acc[keep:]
+        self.acc_start = final_end
+        if start < 0:  # samples before the signal start are discarded
+            out, start = out[-start:], 0
+        if len(out) == 0:
+            return np.zeros((0, self.channels), np.float32)
+        out = out * self.inverse_norm[np.arange(start, final_end) % g.hop][:, None]
+        self.n_out = final_end
+        return out

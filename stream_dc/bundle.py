@@ -1,0 +1,173 @@
+"""Model bundle: ``model.onnx`` plus ``config.json`` holding every parameter needed to run it.
+
+The default bundle ships in ``stream_dc/models/default``. Loading checks the whole bundle (files present, JSON
+well formed, shapes consistent, the ONNX file's checksum) so that a corrupt or mismatched bundle fails with one
+clear message instead of producing silently wrong audio.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .features import FeatureConfig
+
+BUNDLE_FORMAT = 1
+MODEL_FILE = "model.onnx"
+CONFIG_FILE = "config.json"
+DEFAULT_BUNDLE = Path(__file__).resolve().parent / "models" / "default"
+
+
+class BundleError(ValueError):
+    """The model bundle is missing, corrupt or inconsistent."""
+
+
+@dataclass
+class BundleConfig:
+    """Contents of ``config.json``."""
+
+    features: FeatureConfig
+    feature_mean: np.ndarray  # (n_mels,)
+    feature_std: np.ndarray  # (n_mels,)
+    embedding_dim: int
+    window_frames: int
+    voice_centroid: np.ndarray  # (embedding_dim,) mean voice embedding on training data
+    accompaniment_centroid: np.ndarray  # (embedding_dim,)
+    model_sha256: str
+    architecture: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+    input_name: str = "features"
+    output_name: str = "embeddings"
+    format_version: int = BUNDLE_FORMAT
+
+    def to_dict(self) -> dict:
+        return {
+            "format_version": self.format_version,
+            "features": self.features.to_dict(),
+            "feature_mean": [float(v) for v in self.feature_mean],
+            "feature_std": [float(v) for v in self.feature_std],
+            "embedding_dim": int(self.embedding_dim),
+            "window_frames": int(self.window_frames),
+            "voice_centroid": [float(v) for v in self.voice_centroid],
+            "accompaniment_centroid": [float(v) for v in self.accompaniment_centroid],
+            "model_sha256": self.model_sha256,
+            "input_name": self.input_name,
+            "output_name": self.output_name,
+            "architecture": self.architecture,
+            "provenance": self.provenance,
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "BundleConfig":
+        try:
+            version = int(values["format_version"])
+            if version != BUNDLE_FORMAT:
+                raise BundleError(f"unsupported bundle format {version} (this stream-dc reads format {BUNDLE_FORMAT})")
+            config = cls(
+                features=FeatureConfig.from_dict(values["features"]),
+                feature_mean=np.asarray(values["feature_mean"], np.float32),
+                feature_std=np.asarray(values["feature_std"], np.float32),
+                embedding_dim=int(values["embedding_dim"]),
+                window_frames=int(values["window_frames"]),
+                voice_centroid=np.asarray(values["voice_centroid"], np.float32),
+                accompaniment_centroid=np.asarray(values["accompaniment_centroid"], np.float32),
+                model_sha256=str(values["model_sha256"]),
+                architecture=dict(values.get("architecture", {})),
+                provenance=dict(values.get("provenance", {})),
+                input_name=str(values.get("input_name", "features")),
+                output_name=str(values.get("output_name", "embeddings")),
+                format_version=version,
+            )
+        except BundleError:
+            raise
+        except (KeyError, TypeError, ValueError) as error:
+            raise BundleError(f"config.json is incomplete or malformed ({type(error).__name__}: {error})") from None
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        n_mels, dim = self.features.n_mels, self.embedding_dim
+        checks = [
+            (self.feature_mean.shape == (n_mels,), f"feature_mean must have {n_mels} values"),
+            (self.feature_std.shape == (n_mels,), f"feature_std must have {n_mels} values"),
+            (bool(np.all(self.feature_std > 0)), "feature_std must be positive"),
+            (dim > 0 and self.window_frames > 0, "embedding_dim and window_frames must be positive"),
+            (self.voice_centroid.shape == (dim,), f"voice_centroid must have {dim} values"),
+            (self.accompaniment_centroid.shape == (dim,), f"accompaniment_centroid must have {dim} values"),
+        ]
+        for arrays in (self.feature_mean, self.feature_std, self.voice_centroid, self.accompaniment_centroid):
+            checks.append((bool(np.all(np.isfinite(arrays))), "config.json holds non-finite numbers"))
+        for ok, message in checks:
+            if not ok:
+                raise BundleError(f"config.json: {message}")
+
+
+@dataclass
+class Bundle:
+    """A loaded, verified model bundle."""
+
+    directory: Path
+    config: BundleConfig
+    model_bytes: bytes
+
+    @property
+    def name(self) -> str:
+        return self.directory.name
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def load_bundle(directory: str | Path | None = None) -> Bundle:
+    """Load and verify a bundle directory (the shipped default when ``directory`` is None)."""
+    directory = Path(directory) if directory is not None else DEFAULT_BUNDLE
+    if not directory.is_dir():
+        if directory == DEFAULT_BUNDLE:
+            raise BundleError(f"the default model is missing from the installation ({directory})")
+        raise BundleError(f"model bundle not found: {directory} is not a directory")
+    config_path, model_path = directory / CONFIG_FILE, directory / MODEL_FILE
+    for path in (config_path, model_path):
+        if not path.is_file():
+            raise BundleError(f"model bundle {directory} has no {path.name}")
+    try:
+        values = json.loads(config_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BundleError(f"{config_path} is not valid JSON ({error})") from None
+    if not isinstance(values, dict):
+        raise BundleError(f"{config_path} does not hold a JSON object")
+    config = BundleConfig.from_dict(values)
+    model_bytes = model_path.read_bytes()
+    if sha256_of(model_bytes) != config.model_sha256:
+        raise BundleError(f"{model_path} does not match its config.json (checksum differs): corrupt or mismatched bundle")
+    return Bundle(directory=directory, config=config, model_bytes=model_bytes)
+
+
+def write_bundle(directory: str | Path, config: BundleConfig, model_bytes: bytes) -> Path:
+    """Write a bundle atomically: both files go to a temporary sibling directory that is then renamed."""
+    directory = Path(directory)
+    config.model_sha256 = sha256_of(model_bytes)
+    config.validate()
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        (staging / MODEL_FILE).write_bytes(model_bytes)
+        (staging / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=1) + "\n", encoding="utf-8")
+        if directory.exists():
+            backup = directory.with_name(f".{directory.name}.old")
+            shutil.rmtree(backup, ignore_errors=True)
+            os.replace(directory, backup)
+            os.replace(staging, directory)
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            os.replace(staging, directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return directory

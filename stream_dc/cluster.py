@@ -1,0 +1,127 @@
+"""Clustering of embeddings into voice and accompaniment.
+
+k-means++ fits centroids to the embeddings of active time-frequency bins; each cluster is then labelled voice or
+accompaniment by its nearest reference centroid (the mean training embedding of each class, stored in the
+bundle). A cluster is labelled on its own, so a passage without voice gives two accompaniment clusters rather
+than forcing one of them to be "voice". ``OnlineCentroids`` keeps centroids across streaming windows.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def squared_distances(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """``(n, dim)``, ``(k, dim)`` -> ``(n, k)`` squared Euclidean distances."""
+    return (
+        np.einsum("nd,nd->n", points, points)[:, None]
+        - 2.0 * points @ centroids.T
+        + np.einsum("kd,kd->k", centroids, centroids)[None, :]
+    )
+
+
+def nearest(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Index of the nearest centroid for each point, ``(n,)`` int."""
+    points = points.reshape(-1, centroids.shape[1])
+    # argmin |p-c|^2 = argmin (|c|^2 - 2 p.c): the |p|^2 term is common to all centroids
+    offsets = np.einsum("kd,kd->k", centroids, centroids)
+    return np.argmin(offsets[None, :] - 2.0 * (points @ centroids.T), axis=1)
+
+
+def kmeans_plus_plus(points: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means++ seeding: ``(n, dim)`` -> ``(k, dim)`` initial centroids."""
+    centroids = [points[rng.integers(len(points))]]
+    closest = squared_distances(points, centroids[0][None])[:, 0]
+    for _ in range(1, k):
+        total = closest.sum()
+        if total <= 0:  # all points identical
+            centroids.append(points[rng.integers(len(points))])
+        else:
+            centroids.append(points[rng.choice(len(points), p=np.maximum(closest, 0) / total)])
+        closest = np.minimum(closest, squared_distances(points, centroids[-1][None])[:, 0])
+    return np.stack(centroids).astype(np.float32)
+
+
+def lloyd(points: np.ndarray, centroids: np.ndarray, iterations: int = 50, tolerance: float = 1e-6) -> np.ndarray:
+    """Lloyd iterations from ``centroids`` ``(k, dim)``; a cluster that loses all its points keeps its centroid."""
+    centroids = centroids.astype(np.float32).copy()
+    for _ in range(iterations):
+        labels = nearest(points, centroids)
+        moved = 0.0
+        for j in range(len(centroids)):
+            members = points[labels == j]
+            if len(members):
+                updated = members.mean(axis=0)
+                moved = max(moved, float(np.sum((updated - centroids[j]) ** 2)))
+                centroids[j] = updated
+        if moved <= tolerance:
+            break
+    return centroids
+
+
+def inertia(points: np.ndarray, centroids: np.ndarray) -> float:
+    return float(np.min(squared_distances(points, centroids), axis=1).sum())
+
+
+def kmeans(points: np.ndarray, k: int = 2, restarts: int = 3, seed: int = 0) -> np.ndarray:
+    """k-means with k-means++ seeding, best of ``restarts``: ``(n, dim)`` -> ``(k, dim)`` centroids."""
+    points = np.asarray(points, np.float32)
+    if len(points) < k:
+        raise ValueError(f"k-means needs at least {k} points, got {len(points)}")
+    rng = np.random.default_rng(seed)
+    best, best_inertia = None, np.inf
+    for _ in range(restarts):
+        centroids = lloyd(points, kmeans_plus_plus(points, k, rng))
+        score = inertia(points, centroids)
+        if score < best_inertia:
+            best, best_inertia = centroids, score
+    return best
+
+
+def voice_clusters(centroids: np.ndarray, voice_reference: np.ndarray, accompaniment_reference: np.ndarray) -> np.ndarray:
+    """Label each centroid ``(k, dim)`` voice (True) or accompaniment by its nearest reference direction (cosine)."""
+    def unit(v):
+        return v / max(float(np.linalg.norm(v)), 1e-12)
+
+    directions = centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
+    return directions @ unit(voice_reference) > directions @ unit(accompaniment_reference)
+
+
+class OnlineCentroids:
+    """Centroids that follow a stream of embedding windows (mini-batch k-means with forgetting).
+
+    The first window with enough active bins fits the centroids by k-means seeded with the reference centroids
+    (voice first); later windows move each centroid towards the mean of the bins assigned to it, weighted by the
+    bins' count against a decaying count of past bins. A window with too few active bins changes nothing.
+    """
+
+    def __init__(self, voice_reference: np.ndarray, accompaniment_reference: np.ndarray, forgetting: float = 0.7,
+                 min_points: int = 64):
+        self.references = np.stack([voice_reference, accompaniment_reference]).astype(np.float32)
+        self.forgetting, self.min_points = forgetting, min_points
+        self.reset()
+
+    def reset(self) -> None:
+        self.centroids = self.references.copy()
+        self.counts = np.zeros(len(self.centroids), np.float64)
+        self.fitted = False
+
+    def update(self, points: np.ndarray) -> None:
+        """Fold a window's active-bin embeddings ``(n, dim)`` into the centroids."""
+        if len(points) < self.min_points:
+            return
+        if not self.fitted:
+            self.centroids = lloyd(points, self.references)
+            self.counts = np.bincount(nearest(points, self.centroids), minlength=len(self.centroids)).astype(np.float64)
+            self.fitted = True
+            return
+        labels = nearest(points, self.centroids)
+        counts = np.bincount(labels, minlength=len(self.centroids)).astype(np.float64)
+        decayed = self.counts * self.forgetting
+        for j in np.flatnonzero(counts):
+            rate = counts[j] / (decayed[j] + counts[j])
+            self.centroids[j] += rate * (points[labels == j].mean(axis=0) - self.centroids[j])
+        self.counts = decayed + counts
+
+    def voice_labels(self) -> np.ndarray:
+        """``(k,)`` bool: which centroids are voice."""
+        return voice_clusters(self.centroids, self.references[0], self.references[1])

@@ -1,0 +1,46 @@
+"""Analysis front end: input blocks at any rate and channel count -> 16 kHz mono log-mel frames.
+
+Offline separation and the streaming processor both use it, so both see identical features.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .features import LogMel, mono_downmix
+from .resample import Resampler
+from .stft import FrameAnalyzer, StftGeometry
+
+
+class AnalysisFrontEnd:
+    """``push(block)`` with ``(samples, channels)`` audio returns the log-mel frames ``(frames, n_mels)`` that
+    became complete; ``finish(n_samples)`` zero-pads and returns the rest. Frames are numbered from 0 (centred at
+    16 kHz sample ``t * hop``); ``total_frames`` is known after ``finish``."""
+
+    def __init__(self, log_mel: LogMel, sample_rate: int):
+        config = log_mel.config
+        self.log_mel, self.sample_rate = log_mel, sample_rate
+        self.resampler = Resampler(sample_rate, config.sample_rate, 1)
+        self.analyzer = FrameAnalyzer(StftGeometry(config.n_fft, config.hop_length), 1, start_frame=0)
+        self.total_frames: int | None = None
+        self.frames_out = 0
+
+    @property
+    def resampler_lookahead(self) -> int:
+        """Input samples the resampler needs beyond an output's position."""
+        return self.resampler.taps_after
+
+    def _log_mel(self, spectra: np.ndarray) -> np.ndarray:
+        self.frames_out += len(spectra)
+        return self.log_mel.log_mel(spectra[:, :, 0])
+
+    def push(self, block: np.ndarray) -> np.ndarray:
+        _, spectra = self.analyzer.process(self.resampler.process(mono_downmix(block)[:, None]))
+        return self._log_mel(spectra)
+
+    def finish(self, n_samples: int) -> np.ndarray:
+        config = self.log_mel.config
+        analysis_samples = -(-n_samples * config.sample_rate // self.sample_rate)
+        self.total_frames = analysis_samples // config.hop_length + 1
+        _, spectra = self.analyzer.process(self.resampler.flush(analysis_samples))
+        _, tail = self.analyzer.flush(self.total_frames)
+        return self._log_mel(np.concatenate([spectra, tail]))

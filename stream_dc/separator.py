@@ -1,0 +1,195 @@
+"""Offline separation: a whole signal in, vocals and accompaniment out.
+
+The paper's test-time procedure: the log-mel features are cut into 500-frame windows (the last one padded with
+silence), the network embeds every time-frequency bin, k-means++ fits two centroids, every bin joins its nearest
+centroid, and each cluster becomes voice or accompaniment by the bundle's reference centroids.
+
+Memory stays bounded on long inputs: audio is read twice in blocks (features, then synthesis); only the
+log-mel features and the mask of every frame are held (about 0.3 GB for an hour), and k-means is fitted on a
+sample of windows whose embeddings are kept for the assignment pass.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+
+from .bundle import Bundle, load_bundle
+from .cluster import kmeans, voice_clusters
+from .features import LogMel
+from .frontend import AnalysisFrontEnd
+from .inference import EmbeddingModel
+from .masks import MelMaskTrack, cluster_voice_mask
+from .synthesis import RECONSTRUCTIONS, make_synthesis
+
+BLOCK = 1 << 16  # samples per block when reading arrays or files
+
+
+class InputError(ValueError):
+    """The audio cannot be separated (empty, non-finite samples, ...)."""
+
+
+@dataclass
+class AudioSource:
+    """Audio that can be read more than once in blocks: ``blocks()`` yields ``(samples, channels)`` float32."""
+
+    sample_rate: int
+    channels: int
+    frames: int
+    blocks: Callable[[], Iterator[np.ndarray]]
+
+    @classmethod
+    def from_array(cls, audio: np.ndarray, sample_rate: int) -> "AudioSource":
+        audio = np.asarray(audio, np.float32)
+        if audio.ndim == 1:
+            audio = audio[:, None]
+        if audio.ndim != 2:
+            raise InputError(f"audio must be (samples,) or (samples, channels), got shape {audio.shape}")
+        return cls(sample_rate, audio.shape[1], audio.shape[0],
+                   lambda: (audio[i:i + BLOCK] for i in range(0, len(audio), BLOCK)))
+
+
+def check_block(block: np.ndarray) -> np.ndarray:
+    if not np.all(np.isfinite(block)):
+        raise InputError("the audio contains NaN or infinite samples")
+    return block
+
+
+def check_source(source: AudioSource) -> None:
+    if source.frames <= 0:
+        raise InputError("the audio is empty (no samples)")
+    if source.channels <= 0:
+        raise InputError("the audio has no channels")
+    if not 1000 <= source.sample_rate <= 768000:
+        raise InputError(f"unsupported sample rate {source.sample_rate} Hz")
+
+
+class Separator:
+    """Owns the whole offline job: features, network, clustering and synthesis.
+
+    ``separate(audio, sample_rate)`` takes ``(samples,)`` or ``(samples, channels)`` float audio at any rate and
+    returns ``(vocals, accompaniment)`` of the same shape. ``mode='stream'`` runs the streaming processor
+    instead (with ``latency`` preset) and trims its latency, so the result aligns with the input.
+    """
+
+    def __init__(self, bundle: Bundle | str | None = None, device: str = "auto", reconstruction: str = "projection",
+                 mode: str = "offline", latency: str = "balanced", fit_windows: int = 32, fit_points: int = 100_000,
+                 batch_size: int = 4, seed: int = 0):
+        if reconstruction not in RECONSTRUCTIONS:
+            raise ValueError(f"unknown reconstruction {reconstruction!r}: choose one of {', '.join(RECONSTRUCTIONS)}")
+        if mode not in ("offline", "stream"):
+            raise ValueError(f"unknown mode {mode!r}: choose offline or stream")
+        if mode == "stream" and reconstruction != "projection":
+            raise ValueError("stream mode uses projection reconstruction only")
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        self.model = EmbeddingModel(self.bundle, device)
+        config = self.bundle.config
+        self.log_mel = LogMel(config.features, config.feature_mean, config.feature_std)
+        self.reconstruction, self.mode, self.latency = reconstruction, mode, latency
+        self.fit_windows, self.fit_points, self.batch_size, self.seed = fit_windows, fit_points, batch_size, seed
+
+    @property
+    def provider(self) -> str:
+        return self.model.provider
+
+    # -- public API -------------------------------------------------------------------------------------------
+    def separate(self, audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+        audio = np.asarray(audio, np.float32)
+        source = AudioSource.from_array(audio, sample_rate)
+        vocals, accompaniment = [], []
+        self.separate_source(source, lambda v, a: (vocals.append(v), accompaniment.append(a)))
+        vocals, accompaniment = np.concatenate(vocals), np.concatenate(accompaniment)
+        if audio.ndim == 1:
+            vocals, accompaniment = vocals[:, 0], accompaniment[:, 0]
+        return vocals, accompaniment
+
+    def separate_source(self, source: AudioSource, write: Callable[[np.ndarray, np.ndarray], None]) -> None:
+        """Separate ``source``, handing ``(vocals, accompaniment)`` blocks to ``write`` in order."""
+        check_source(source)
+        if self.mode == "stream":
+            self._separate_streaming(source, write)
+            return
+        log_mel = self.analyse(source)
+        track = MelMaskTrack.from_array(self.voice_masks(log_mel))
+        synthesis = make_synthesis(self.reconstruction, self.bundle.config.features, source.sample_rate, source.channels)
+        for block in source.blocks():
+            synthesis.push(block)
+            write(*synthesis.synthesise(track))
+        synthesis.finish(source.frames)
+        write(*synthesis.synthesise(track))
+
+    # -- offline steps ----------------------------------------------------------------------------------------
+    def analyse(self, source: AudioSource) -> np.ndarray:
+        """Pass 1: log-mel features of the whole source, ``(frames, n_mels)``."""
+        frontend = AnalysisFrontEnd(self.log_mel, source.sample_rate)
+        parts = [frontend.push(check_block(block)) for block in source.blocks()]
+        parts.append(frontend.finish(source.frames))
+        return np.concatenate(parts)
+
+    def window(self, log_mel: np.ndarray, start: int) -> np.ndarray:
+        """The normalised window ``(window_frames, n_mels)`` from frame ``start``, padded with silence at the end."""
+        size = self.bundle.config.window_frames
+        window = log_mel[start:start + size]
+        if len(window) < size:
+            silence = self.log_mel.silence_log_mel()
+            window = np.concatenate([window, np.repeat(silence[None], size - len(window), axis=0)])
+        return self.log_mel.normalise(window)
+
+    def embed(self, windows: list[np.ndarray]) -> list[np.ndarray]:
+        """Embeddings ``(window_frames, n_mels, dim)`` of each window, run in batches."""
+        out = []
+        for i in range(0, len(windows), self.batch_size):
+            out.extend(self.model.embed(np.stack(windows[i:i + self.batch_size])))
+        return out
+
+    def voice_masks(self, log_mel: np.ndarray) -> np.ndarray:
+        """Binary voice masks ``(frames, n_mels)`` float32 for the whole signal's log-mel ``(frames, n_mels)``."""
+        config = self.bundle.config
+        size, frames = config.window_frames, len(log_mel)
+        masks = np.zeros_like(log_mel, dtype=np.float32)
+        active = self.log_mel.active_bins(log_mel)
+        if active.sum() < 2:  # silence in, silence out
+            return masks
+        starts = list(range(0, frames, size))
+        # fit on an evenly spread sample of the windows that hold active bins; keep their embeddings
+        candidates = [i for i, s in enumerate(starts) if active[s:s + size].any()]
+        picks = np.linspace(0, len(candidates) - 1, min(self.fit_windows, len(candidates))).round().astype(int)
+        fit_index = sorted({candidates[p] for p in picks})
+        cached = dict(zip(fit_index, self.embed([self.window(log_mel, starts[i]) for i in fit_index])))
+        points = np.concatenate([
+            embeddings[:min(size, frames - starts[i])][active[starts[i]:starts[i] + size]]
+            for i, embeddings in cached.items()])
+        rng = np.random.default_rng(self.seed)
+        if len(points) > self.fit_points:
+            points = points[rng.choice(len(points), self.fit_points, replace=False)]
+        centroids = kmeans(points, 2, seed=self.seed)
+        voice_flags = voice_clusters(centroids, config.voice_centroid, config.accompaniment_centroid)
+        self._assign(cached, starts, masks, centroids, voice_flags, frames)
+        pending = [i for i in range(len(starts)) if i not in fit_index]
+        for group in range(0, len(pending), self.batch_size):
+            indices = pending[group:group + self.batch_size]
+            cached = dict(zip(indices, self.embed([self.window(log_mel, starts[i]) for i in indices])))
+            self._assign(cached, starts, masks, centroids, voice_flags, frames)
+        return masks
+
+    def _assign(self, cached: dict, starts: list[int], masks: np.ndarray, centroids, voice_flags, frames: int) -> None:
+        for i in list(cached):
+            start = starts[i]
+            valid = min(self.bundle.config.window_frames, frames - start)
+            masks[start:start + valid] = cluster_voice_mask(cached.pop(i)[:valid], centroids, voice_flags)
+
+    # -- streaming mode ---------------------------------------------------------------------------------------
+    def _separate_streaming(self, source: AudioSource, write) -> None:
+        from .stream import StreamProcessor
+
+        processor = StreamProcessor(self.bundle, source.sample_rate, source.channels, latency=self.latency,
+                                    model=self.model)
+        to_skip = processor.latency_samples
+        for block in source.blocks():
+            vocals, accompaniment = processor.process_stems(check_block(block))
+            skip = min(to_skip, len(vocals))
+            to_skip -= skip
+            write(vocals[skip:], accompaniment[skip:])
+        vocals, accompaniment = processor.flush_stems()
+        write(vocals[to_skip:], accompaniment[to_skip:])

@@ -1,0 +1,154 @@
+"""Synthesis: the mixture and its mel masks in, the two stems out, block by block.
+
+``ProjectionSynthesis`` (the default) masks every channel's STFT at the input's own rate, full band, and
+resynthesises by overlap-add: the stems keep the mixture's fine structure and sum back to the mixture.
+``InverseMelSynthesis`` is the paper's path: 16 kHz, pseudo-inverse mel magnitudes with the mixture's phase,
+resampled back to the input rate (nothing above 8 kHz survives).
+
+Both take the mixture with ``push(block)`` ``(samples, channels)``, announce its end with ``finish(n_samples)``,
+and return the stem samples that are complete with ``synthesise(track)`` as ``(vocals, accompaniment)``, each
+``(samples, channels)``, in order from sample 0. A frame is only synthesised once its masks are final in the
+``MelMaskTrack``; after ``finish`` the stems have exactly ``n_samples`` samples.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from .features import FeatureConfig
+from .masks import InverseMel, MaskProjector, MelMaskTrack
+from .resample import Resampler
+from .stft import FrameAnalyzer, OverlapAdd, StftGeometry
+
+RECONSTRUCTIONS = ("projection", "inverse-mel")
+
+
+class _MaskedStft:
+    """Frames of a signal waiting for their masks, and the two overlap-adders that turn them into stems."""
+
+    def __init__(self, geometry: StftGeometry, channels: int, positions):
+        self.geometry = geometry
+        self.analyzer = FrameAnalyzer(geometry, channels, geometry.first_frame)
+        self.voice, self.accompaniment = OverlapAdd(geometry, channels), OverlapAdd(geometry, channels)
+        self.positions = positions  # native frame indices -> analysis positions
+        self.pending: deque[tuple[int, np.ndarray]] = deque()
+        self.channels = channels
+
+    def push(self, block: np.ndarray) -> None:
+        first, spectra = self.analyzer.process(block)
+        if len(spectra):
+            self.pending.append((first, spectra))
+
+    def finish(self, n_samples: int) -> None:
+        first, spectra = self.analyzer.flush(self.geometry.frames_covering(n_samples))
+        if len(spectra):
+            self.pending.append((first, spectra))
+
+    def oldest_position(self) -> float | None:
+        """Analysis position of the oldest frame still waiting, or None."""
+        return float(self.positions(self.pending[0][0], 1)[0]) if self.pending else None
+
+    def synthesise(self, track: MelMaskTrack, apply) -> tuple[np.ndarray, np.ndarray]:
+        voice_parts, accompaniment_parts = [], []
+        while self.pending:
+            first, spectra = self.pending[0]
+            positions = self.positions(first, len(spectra))
+            ready = int(np.count_nonzero(track.readable(positions)))
+            if ready == 0:
+                break
+            masks = track.at(positions[:ready])
+            voice_spectra, accompaniment_spectra = apply(spectra[:ready], masks)
+            voice_parts.append(self.voice.add(voice_spectra))
+            accompaniment_parts.append(self.accompaniment.add(accompaniment_spectra))
+            if ready < len(spectra):
+                self.pending[0] = (first + ready, spectra[ready:])
+                break
+            self.pending.popleft()
+        empty = np.zeros((0, self.channels), np.float32)
+        return (np.concatenate(voice_parts) if voice_parts else empty,
+                np.concatenate(accompaniment_parts) if accompaniment_parts else empty)
+
+
+class ProjectionSynthesis:
+    """Mel masks projected onto each channel's STFT at the input rate; see the module docstring."""
+
+    def __init__(self, features: FeatureConfig, sample_rate: int, channels: int):
+        geometry = StftGeometry.for_rate(sample_rate)
+        self.projector = MaskProjector(features, sample_rate, geometry.n_fft, geometry.hop)
+        self.stft = _MaskedStft(geometry, channels, self.projector.analysis_positions)
+        self.total: int | None = None
+        self.emitted = 0
+
+    def push(self, block: np.ndarray) -> None:
+        self.stft.push(block)
+
+    def finish(self, n_samples: int) -> None:
+        self.total = n_samples
+        self.stft.finish(n_samples)
+
+    def oldest_position(self) -> float | None:
+        return self.stft.oldest_position()
+
+    def _apply(self, spectra: np.ndarray, mel_masks: np.ndarray):
+        masks = self.projector.project(mel_masks)[:, :, None]  # (frames, bins, 1)
+        return spectra * masks, spectra * (1.0 - masks)
+
+    def synthesise(self, track: MelMaskTrack) -> tuple[np.ndarray, np.ndarray]:
+        voice, accompaniment = self.stft.synthesise(track, self._apply)
+        if self.total is not None:  # the last frames reach past the end of the signal
+            keep = max(0, min(len(voice), self.total - self.emitted))
+            voice, accompaniment = voice[:keep], accompaniment[:keep]
+        self.emitted += len(voice)
+        return voice, accompaniment
+
+
+class InverseMelSynthesis:
+    """The paper's reconstruction; see the module docstring."""
+
+    def __init__(self, features: FeatureConfig, sample_rate: int, channels: int):
+        self.features, self.sample_rate, self.channels = features, sample_rate, channels
+        geometry = StftGeometry(features.n_fft, features.hop_length)
+        self.down = Resampler(sample_rate, features.sample_rate, channels)
+        self.inverse = InverseMel(features)
+        self.stft = _MaskedStft(geometry, channels, lambda first, count: np.arange(first, first + count, dtype=np.float64))
+        self.up_voice = Resampler(features.sample_rate, sample_rate, channels)
+        self.up_accompaniment = Resampler(features.sample_rate, sample_rate, channels)
+        self.total: int | None = None
+        self.analysis_total: int | None = None
+        self.emitted_16k = 0
+
+    def push(self, block: np.ndarray) -> None:
+        self.stft.push(self.down.process(block))
+
+    def finish(self, n_samples: int) -> None:
+        self.total = n_samples
+        self.analysis_total = -(-n_samples * self.features.sample_rate // self.sample_rate)
+        self.stft.push(self.down.flush(self.analysis_total))
+        self.stft.finish(self.analysis_total)
+
+    def oldest_position(self) -> float | None:
+        return self.stft.oldest_position()
+
+    def _apply(self, spectra: np.ndarray, mel_masks: np.ndarray):
+        return self.inverse.apply(spectra, mel_masks), self.inverse.apply(spectra, 1.0 - mel_masks)
+
+    def synthesise(self, track: MelMaskTrack) -> tuple[np.ndarray, np.ndarray]:
+        voice, accompaniment = self.stft.synthesise(track, self._apply)
+        if self.analysis_total is not None:
+            keep = max(0, min(len(voice), self.analysis_total - self.emitted_16k))
+            voice, accompaniment = voice[:keep], accompaniment[:keep]
+        self.emitted_16k += len(voice)
+        voice, accompaniment = self.up_voice.process(voice), self.up_accompaniment.process(accompaniment)
+        if self.analysis_total is not None and self.emitted_16k >= self.analysis_total:
+            voice = np.concatenate([voice, self.up_voice.flush(self.total)])
+            accompaniment = np.concatenate([accompaniment, self.up_accompaniment.flush(self.total)])
+        return voice, accompaniment
+
+
+def make_synthesis(reconstruction: str, features: FeatureConfig, sample_rate: int, channels: int):
+    if reconstruction == "projection":
+        return ProjectionSynthesis(features, sample_rate, channels)
+    if reconstruction == "inverse-mel":
+        return InverseMelSynthesis(features, sample_rate, channels)
+    raise ValueError(f"unknown reconstruction {reconstruction!r}: choose one of {', '.join(RECONSTRUCTIONS)}")

@@ -1,0 +1,158 @@
+"""``stream-dc export CHECKPOINT -o BUNDLE_DIR``: a training checkpoint -> a verified model bundle.
+
+The network is folded (batch norm into the LSTM input weights), written as an ONNX graph, and run by ONNX Runtime
+and by PyTorch on the same windows. With float16 weight storage, PyTorch runs the same float16-rounded weights.
+If the two disagree by more than the tolerance the export fails and nothing is written; otherwise the bundle is
+written atomically (``model.onnx`` + ``config.json``).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stream_dc.bundle import BundleConfig, sha256_of, write_bundle
+from stream_dc.features import FeatureConfig
+from training.model import TORCH_TO_ONNX_GATES, DeepClusteringNet, ModelConfig, inference_weights
+
+from .onnx_graph import INPUT_NAME, OUTPUT_NAME, build_model, round_to_storage
+
+
+class ExportError(RuntimeError):
+    """The checkpoint cannot be exported, or ONNX Runtime disagrees with PyTorch."""
+
+
+def _torch_gate_order(array: np.ndarray, hidden: int) -> torch.Tensor:
+    """Inverse of the ONNX gate reordering along axis 1."""
+    inverse = np.argsort(TORCH_TO_ONNX_GATES)
+    blocks = array.reshape(array.shape[0], 4, hidden, *array.shape[2:])
+    return torch.from_numpy(np.ascontiguousarray(blocks[:, inverse].reshape(array.shape)))
+
+
+def model_with_folded_weights(config: ModelConfig, weights: dict) -> DeepClusteringNet:
+    """A network in evaluation mode whose batch norm is the identity and whose weights are ``weights``."""
+    model = DeepClusteringNet(config).eval()
+    with torch.no_grad():
+        for blstm, layer in zip(model.blstms, weights["layers"]):
+            hidden = blstm.hidden
+            blstm.weight_ih.copy_(_torch_gate_order(layer["W"], hidden))
+            blstm.weight_hh.copy_(_torch_gate_order(layer["R"], hidden))
+            blstm.beta.copy_(_torch_gate_order(layer["B"][:, :4 * hidden], hidden))
+            blstm.bias_hh.copy_(_torch_gate_order(layer["B"][:, 4 * hidden:], hidden))
+            blstm.gamma.fill_(1.0)
+            blstm.running_mean.zero_()
+            blstm.running_var.fill_(1.0 - blstm.eps)
+        model.embedding.weight.copy_(torch.from_numpy(weights["output_weight"].T.copy()))
+        model.embedding.bias.copy_(torch.from_numpy(weights["output_bias"]))
+    return model
+
+
+def verify(model_bytes: bytes, model: DeepClusteringNet, features: np.ndarray) -> float:
+    """Largest absolute difference between ONNX Runtime and PyTorch embeddings on ``features``."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    (onnx_out,) = session.run([OUTPUT_NAME], {INPUT_NAME: features})
+    with torch.no_grad():
+        torch_out = model(torch.from_numpy(features)).numpy()
+    if onnx_out.shape != torch_out.shape:
+        raise ExportError(f"ONNX output shape {onnx_out.shape} differs from PyTorch {torch_out.shape}")
+    return float(np.max(np.abs(onnx_out - torch_out)))
+
+
+def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, weight_dtype: str = "float16",
+                      tolerance: float = 1e-4, window_frames: int = 500, seed: int = 0) -> dict:
+    """Export ``checkpoint`` to the bundle ``out_dir``; returns a summary dict. Raises ExportError."""
+    checkpoint = Path(checkpoint)
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise ExportError(f"checkpoint not found: {checkpoint}") from None
+    except Exception as error:
+        raise ExportError(f"{checkpoint} is not a readable checkpoint ({type(error).__name__})") from None
+    required = ("model_config", "model_state", "feature_config", "feature_mean", "feature_std")
+    if not isinstance(state, dict) or any(k not in state for k in required):
+        raise ExportError(f"{checkpoint} is not a stream-dc training checkpoint")
+    if "references" not in state:
+        raise ExportError(f"{checkpoint} has no reference centroids: export the best.pt of a finished training run")
+    config = ModelConfig.from_dict(state["model_config"])
+    trained = DeepClusteringNet(config)
+    trained.load_state_dict(state["model_state"])
+    trained.eval()
+    weights = inference_weights(trained)
+    stored = round_to_storage(weights, weight_dtype)
+    model_bytes = build_model(stored, config.n_mels, config.embedding_dim, weight_dtype,
+                              metadata={"producer": "stream-dc export", "checkpoint": checkpoint.name})
+
+    features = np.random.default_rng(seed).standard_normal((2, window_frames, config.n_mels)).astype(np.float32)
+    onnx_error = verify(model_bytes, model_with_folded_weights(config, stored), features)
+    if not onnx_error <= tolerance:
+        raise ExportError(f"ONNX Runtime and PyTorch differ by {onnx_error:.2e} (tolerance {tolerance:.0e}): "
+                          "bundle not written")
+    with torch.no_grad():  # effect of the weight storage precision on the trained network's output
+        storage_error = float(np.max(np.abs(
+            model_with_folded_weights(config, stored)(torch.from_numpy(features)).numpy()
+            - trained(torch.from_numpy(features)).numpy())))
+
+    references = state["references"]
+    provenance = dict(state.get("provenance", {}))
+    provenance["export"] = {
+        "checkpoint": checkpoint.name, "checkpoint_sha256": sha256_of(checkpoint.read_bytes()),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "weights": weight_dtype,
+        "onnx_vs_torch_max_abs": onnx_error, "storage_vs_trained_max_abs": storage_error,
+        "reference_chunks": int(references.get("chunks", 0)),
+    }
+    provenance.pop("history", None)
+    bundle_config = BundleConfig(
+        features=FeatureConfig.from_dict(state["feature_config"]),
+        feature_mean=np.asarray(state["feature_mean"], np.float32),
+        feature_std=np.asarray(state["feature_std"], np.float32),
+        embedding_dim=config.embedding_dim,
+        window_frames=window_frames,
+        voice_centroid=np.asarray(references["voice"], np.float32),
+        accompaniment_centroid=np.asarray(references["accompaniment"], np.float32),
+        model_sha256="",
+        architecture={**config.to_dict(), "weights": weight_dtype,
+                      "parameters": int(sum(p.numel() for p in trained.parameters()))},
+        provenance=provenance,
+        input_name=INPUT_NAME,
+        output_name=OUTPUT_NAME,
+    )
+    write_bundle(out_dir, bundle_config, model_bytes)
+    return {"bundle": str(out_dir), "bytes": len(model_bytes), "onnx_vs_torch": onnx_error,
+            "storage_vs_trained": storage_error}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="best.pt of a finished training run")
+    parser.add_argument("-o", "--out", required=True, help="bundle folder to write")
+    parser.add_argument("--weights", choices=("float16", "float32"), default="float16",
+                        help="storage precision of the weights in model.onnx")
+    parser.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed ONNX/PyTorch difference")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="stream-dc export", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    return run(args)
+
+
+def run(args) -> int:
+    try:
+        summary = export_checkpoint(args.checkpoint, args.out, args.weights, args.tolerance)
+    except ExportError as error:
+        print(f"stream-dc export: error: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {summary['bundle']} ({summary['bytes'] / 1e6:.1f} MB model; ONNX vs PyTorch max difference "
+          f"{summary['onnx_vs_torch']:.1e}; {args.weights} storage changes embeddings by at most "
+          f"{summary['storage_vs_trained']:.1e})", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

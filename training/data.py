@@ -1,0 +1,174 @@
+"""Training data: 16 kHz mono stems, random 0 dB remixes, features and targets, fixed-length chunks.
+
+Every epoch uses every original voice/accompaniment pairing plus ``remixes`` random pairings per clip (a voice
+with the accompaniment of another clip, from a random offset, scaled to 0 dB). Features and targets come from
+``stream_dc.features`` (the runtime's own definition): normalised log-mel input, the ideal binary mask on the mel
+power spectrogram as target, and a weight of 0 on bins more than 40 dB below the mixture's loudest bin.
+Chunks are ``chunk`` frames long; the last chunk of a mixture is padded with silent, zero-weight frames.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from stream_dc.datasets import TrackRef
+from stream_dc.features import ANALYSIS_RATE, LogMel, ideal_binary_mask, mono_downmix, stft
+from stream_dc.resample import resample
+
+
+@dataclass
+class Stems:
+    """Mono 16 kHz stems ``(samples,)`` float32 of one clip."""
+
+    name: str
+    group: str
+    voice: np.ndarray
+    accompaniment: np.ndarray
+
+
+@dataclass
+class MixFeatures:
+    """Per-frame arrays of one mixture, each ``(frames, n_mels)``: log-mel (un-normalised), voice target, weight."""
+
+    log_mel: np.ndarray
+    voice: np.ndarray
+    weight: np.ndarray
+
+
+def load_stems(ref: TrackRef) -> Stems:
+    track = ref.load()
+    voice, accompaniment = mono_downmix(track.voice), mono_downmix(track.accompaniment)
+    if track.sample_rate != ANALYSIS_RATE:
+        voice = resample(voice, track.sample_rate, ANALYSIS_RATE)
+        accompaniment = resample(accompaniment, track.sample_rate, ANALYSIS_RATE)
+    return Stems(ref.name, ref.group, voice, accompaniment)
+
+
+def load_all(refs: list[TrackRef], workers: int = 1) -> list[Stems]:
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            return list(pool.map(load_stems, refs, chunksize=8))
+    return [load_stems(r) for r in refs]
+
+
+def mix_features(voice: np.ndarray, accompaniment: np.ndarray, log_mel: LogMel) -> MixFeatures:
+    voice_spectrum, accompaniment_spectrum = stft(voice), stft(accompaniment)
+    mixture = voice_spectrum + accompaniment_spectrum  # the STFT is linear
+    features = log_mel.log_mel(mixture)
+    return MixFeatures(
+        log_mel=features,
+        voice=ideal_binary_mask(voice_spectrum, accompaniment_spectrum, log_mel),
+        weight=log_mel.active_bins(features).astype(np.float32),
+    )
+
+
+def rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if len(x) else 0.0
+
+
+def remix(voice: np.ndarray, accompaniment: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A segment of ``accompaniment`` as long as ``voice`` (from a random offset, looped if shorter), at 0 dB."""
+    n = len(voice)
+    if len(accompaniment) >= n:
+        start = int(rng.integers(0, len(accompaniment) - n + 1))
+        segment = accompaniment[start:start + n]
+    else:
+        start = int(rng.integers(0, len(accompaniment)))
+        segment = np.resize(np.roll(accompaniment, -start), n)
+    voice_level, segment_level = rms(voice), rms(segment)
+    if voice_level > 0 and segment_level > 0:
+        segment = segment * (voice_level / segment_level)
+    return segment.astype(np.float32)
+
+
+def remix_pairs(stems: list[Stems], remixes: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """``remixes`` random (voice clip, accompaniment clip) pairs per clip, never a clip with itself."""
+    pairs = []
+    n = len(stems)
+    if n < 2:
+        return pairs
+    for i in range(n):
+        for _ in range(remixes):
+            j = int(rng.integers(0, n - 1))
+            pairs.append((i, j + (j >= i)))
+    return pairs
+
+
+def normalisation(features: list[MixFeatures]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band mean and standard deviation of the log-mel features, ``(n_mels,)`` each."""
+    stacked = np.concatenate([f.log_mel for f in features]).astype(np.float64)
+    return stacked.mean(axis=0).astype(np.float32), np.maximum(stacked.std(axis=0), 1e-3).astype(np.float32)
+
+
+@dataclass
+class Chunks:
+    """Stacked training chunks: features ``(n, chunk, n_mels)`` normalised, voice bool, weight float32."""
+
+    features: np.ndarray
+    voice: np.ndarray
+    weight: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+
+def make_chunks(mixes: list[MixFeatures], chunk: int, log_mel: LogMel, rng: np.random.Generator | None = None,
+                min_fraction: float = 0.25) -> Chunks:
+    """Cut every mixture into ``chunk``-frame pieces from a random phase (0 when ``rng`` is None); a last piece of
+    at least ``min_fraction * chunk`` frames is padded with silent, zero-weight frames."""
+    silence = log_mel.silence_log_mel()
+    features, voices, weights = [], [], []
+    for mix in mixes:
+        frames = len(mix.log_mel)
+        phase = int(rng.integers(0, chunk)) if rng is not None and frames > chunk else 0
+        starts = list(range(phase, frames, chunk))
+        if phase and frames - phase < chunk:  # too short for the random phase to leave a chunk
+            starts = [0]
+        for start in starts:
+            end = min(start + chunk, frames)
+            if end - start < min_fraction * chunk and len(starts) > 1:
+                continue
+            pad = chunk - (end - start)
+            f = np.concatenate([mix.log_mel[start:end], np.repeat(silence[None], pad, axis=0)])
+            features.append(log_mel.normalise(f))
+            voices.append(np.pad(mix.voice[start:end], ((0, pad), (0, 0))))
+            weights.append(np.pad(mix.weight[start:end], ((0, pad), (0, 0))))
+    n_mels = log_mel.config.n_mels
+    if not features:
+        return Chunks(np.zeros((0, chunk, n_mels), np.float32), np.zeros((0, chunk, n_mels), bool),
+                      np.zeros((0, chunk, n_mels), np.float32))
+    return Chunks(np.stack(features), np.stack(voices), np.stack(weights))
+
+
+# -- parallel feature computation (worker processes inherit the stems by fork) ----------------------------------
+_WORKER_STATE: dict = {}
+
+
+def _init_worker(stems: list[Stems], log_mel: LogMel) -> None:
+    _WORKER_STATE["stems"], _WORKER_STATE["log_mel"] = stems, log_mel
+
+
+def _remix_features(job: tuple[int, int, int]) -> MixFeatures:
+    i, j, seed = job
+    stems, log_mel = _WORKER_STATE["stems"], _WORKER_STATE["log_mel"]
+    voice = stems[i].voice
+    accompaniment = stems[i].accompaniment if i == j else remix(voice, stems[j].accompaniment,
+                                                                 np.random.default_rng(seed))
+    return mix_features(voice, accompaniment, log_mel)
+
+
+def compute_mixes(stems: list[Stems], pairs: list[tuple[int, int]], log_mel: LogMel, seed: int,
+                  workers: int = 1) -> list[MixFeatures]:
+    """Features of the mixtures ``pairs`` (``(i, i)`` is clip ``i``'s original mixture)."""
+    jobs = [(i, j, seed * 1_000_003 + k) for k, (i, j) in enumerate(pairs)]
+    if workers > 1 and len(jobs) > 1:
+        import multiprocessing
+
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                                 initargs=(stems, log_mel)) as pool:
+            return list(pool.map(_remix_features, jobs, chunksize=4))
+    _init_worker(stems, log_mel)
+    return [_remix_features(job) for job in jobs]

@@ -1,0 +1,156 @@
+"""The deep clustering network: stacked BLSTM layers and a feed-forward embedding layer.
+
+Each BLSTM layer normalises its input-to-hidden transform ``W_ih x`` with sequence-wise batch normalisation
+(statistics over batch and time). Because that transform is linear, the normalisation is folded into ``W_ih`` and
+``b_ih`` on every step: in training from the batch statistics of ``W_ih x`` (computed from the input's mean and
+covariance), in evaluation from the running statistics. The fused LSTM kernel (cuDNN on a GPU) therefore runs in
+both, and the exported graph is a plain ONNX LSTM.
+
+Shapes: features ``(batch, frames, n_mels)`` -> embeddings ``(batch, frames, n_mels, embedding_dim)``, unit length.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Every constructor argument of the network; saved with the weights and in the bundle."""
+
+    n_mels: int = 150
+    hidden: int = 500
+    layers: int = 4
+    embedding_dim: int = 20
+    dropout: float = 0.2
+    bn_momentum: float = 0.05
+    bn_eps: float = 1e-5
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ModelConfig":
+        return cls(**values)
+
+
+PRESETS = {
+    "paper": ModelConfig(hidden=500, layers=4),  # 4 x 500 BLSTM, 150 x 20 embeddings
+    "compact": ModelConfig(hidden=300, layers=4),  # the shipped model: 3x less compute, real time with overlap
+    "tiny": ModelConfig(hidden=32, layers=2),  # tests
+}
+
+
+class BatchNormBLSTM(nn.Module):
+    """One bidirectional LSTM layer with sequence-wise batch norm on the input-to-hidden transform.
+
+    Parameters are stored per direction in PyTorch's gate order (i, f, g, o): ``weight_ih (2, 4H, in)``,
+    ``weight_hh (2, 4H, H)``, ``bias_hh (2, 4H)``; the batch norm has ``gamma``/``beta (2, 4H)`` and running
+    statistics of ``W_ih x``. ``forward``: ``(batch, frames, in)`` -> ``(batch, frames, 2H)``.
+    """
+
+    def __init__(self, input_size: int, hidden: int, momentum: float, eps: float):
+        super().__init__()
+        self.input_size, self.hidden, self.momentum, self.eps = input_size, hidden, momentum, eps
+        bound = hidden ** -0.5
+        self.weight_ih = nn.Parameter(torch.empty(2, 4 * hidden, input_size).uniform_(-bound, bound))
+        self.weight_hh = nn.Parameter(torch.empty(2, 4 * hidden, hidden).uniform_(-bound, bound))
+        self.bias_hh = nn.Parameter(torch.zeros(2, 4 * hidden))
+        self.gamma = nn.Parameter(torch.ones(2, 4 * hidden))
+        beta = torch.zeros(2, 4 * hidden)
+        beta[:, hidden:2 * hidden] = 1.0  # forget-gate bias of 1
+        self.beta = nn.Parameter(beta)
+        self.register_buffer("running_mean", torch.zeros(2, 4 * hidden))
+        self.register_buffer("running_var", torch.ones(2, 4 * hidden))
+
+    def transform_statistics(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and (biased) variance of ``W_ih x`` over batch and time, each ``(2, 4H)``."""
+        flat = x.reshape(-1, self.input_size).float()
+        mean_x = flat.mean(dim=0)
+        centred = flat - mean_x
+        covariance = centred.T @ centred / flat.shape[0]  # (in, in)
+        mean = self.weight_ih @ mean_x  # (2, 4H)
+        var = torch.einsum("dgi,ij,dgj->dg", self.weight_ih, covariance, self.weight_ih).clamp_min(0.0)
+        return mean, var
+
+    def folded_input_weights(self, mean: torch.Tensor | None = None, var: torch.Tensor | None = None):
+        """``W_ih`` and ``b_ih`` with the batch norm folded in, ``(2, 4H, in)`` and ``(2, 4H)``."""
+        if mean is None:
+            mean, var = self.running_mean, self.running_var
+        scale = self.gamma / torch.sqrt(var + self.eps)
+        return self.weight_ih * scale.unsqueeze(-1), self.beta - scale * mean
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            mean, var = self.transform_statistics(x)
+            with torch.no_grad():
+                n = x.shape[0] * x.shape[1]
+                unbiased = var * n / max(n - 1, 1)
+                self.running_mean.lerp_(mean.detach(), self.momentum)
+                self.running_var.lerp_(unbiased.detach(), self.momentum)
+            weight_ih, bias_ih = self.folded_input_weights(mean, var)
+        else:
+            weight_ih, bias_ih = self.folded_input_weights()
+        params = []
+        for direction in range(2):
+            params += [weight_ih[direction], self.weight_hh[direction], bias_ih[direction], self.bias_hh[direction]]
+        zeros = x.new_zeros(2, x.shape[0], self.hidden)
+        output, _, _ = torch._VF.lstm(x, (zeros, zeros), params, True, 1, 0.0, self.training, True, True)
+        return output
+
+
+class DeepClusteringNet(nn.Module):
+    """BLSTM stack + feed-forward layer of ``n_mels * embedding_dim`` units, tanh, unit-normalised per bin."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        sizes = [config.n_mels] + [2 * config.hidden] * config.layers
+        self.blstms = nn.ModuleList(
+            BatchNormBLSTM(sizes[i], config.hidden, config.bn_momentum, config.bn_eps) for i in range(config.layers))
+        self.dropout = nn.Dropout(config.dropout)
+        self.embedding = nn.Linear(2 * config.hidden, config.n_mels * config.embedding_dim)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        x = features
+        for blstm in self.blstms:
+            x = self.dropout(blstm(x))
+        batch, frames, _ = x.shape
+        v = torch.tanh(self.embedding(x)).reshape(batch, frames, self.config.n_mels, self.config.embedding_dim)
+        return F.normalize(v, dim=-1, eps=1e-8)
+
+
+# PyTorch orders LSTM gates (i, f, g, o); ONNX orders them (i, o, f, c).
+TORCH_TO_ONNX_GATES = (0, 3, 1, 2)
+
+
+def _onnx_gate_order(tensor: torch.Tensor, hidden: int) -> torch.Tensor:
+    blocks = tensor.reshape(tensor.shape[0], 4, hidden, *tensor.shape[2:])
+    return blocks[:, list(TORCH_TO_ONNX_GATES)].reshape(tensor.shape)
+
+
+@torch.no_grad()
+def inference_weights(model: DeepClusteringNet) -> dict:
+    """The evaluation-mode network as plain arrays for an ONNX graph (batch norm folded, ONNX gate order).
+
+    Returns ``{"layers": [{"W": (2, 4H, in), "R": (2, 4H, H), "B": (2, 8H)}, ...], "output_weight": (2H, n_mels*dim),
+    "output_bias": (n_mels*dim,)}`` as float32 numpy arrays.
+    """
+    layers = []
+    for blstm in model.blstms:
+        weight_ih, bias_ih = blstm.folded_input_weights()
+        hidden = blstm.hidden
+        layers.append({
+            "W": _onnx_gate_order(weight_ih, hidden).float().cpu().numpy(),
+            "R": _onnx_gate_order(blstm.weight_hh, hidden).float().cpu().numpy(),
+            "B": torch.cat([_onnx_gate_order(bias_ih, hidden), _onnx_gate_order(blstm.bias_hh, hidden)], dim=1)
+            .float().cpu().numpy(),
+        })
+    return {
+        "layers": layers,
+        "output_weight": model.embedding.weight.T.float().cpu().numpy().copy(),
+        "output_bias": model.embedding.bias.float().cpu().numpy().copy(),
+    }

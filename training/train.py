@@ -1,0 +1,410 @@
+"""Training loop: RMSprop, 100-frame then 500-frame chunks (curriculum), best epoch on validation, resumable.
+
+Run as ``stream-dc train ...`` or ``python -m training.train ...``; under ``torchrun`` every process trains on its
+share of the mixtures with DistributedDataParallel (NCCL on GPUs, gloo on CPUs). The run folder holds
+``last.pt`` (resume point), ``best.pt`` (best validation loss, with the reference centroids added at the end),
+``log.jsonl`` (one line per epoch) and ``run.json`` (the arguments).
+
+Every epoch's remixes and chunking depend only on ``--seed`` and the epoch number, so a resumed run sees the same
+data as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import distributed as dist
+
+from stream_dc.datasets import DATASETS, list_tracks, split_groups
+from stream_dc.features import FeatureConfig, LogMel
+
+from .data import Chunks, compute_mixes, load_all, make_chunks, normalisation, remix_pairs
+from .loss import deep_clustering_loss
+from .model import PRESETS, DeepClusteringNet, ModelConfig
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="dataset folder")
+    parser.add_argument("--dataset", choices=DATASETS, default="mir1k")
+    parser.add_argument("--validation", required=True,
+                        help="comma-separated singers (mir1k) or track names held out for validation")
+    parser.add_argument("--out", required=True, help="run folder for checkpoints and logs")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="compact", help="network size")
+    parser.add_argument("--hidden", type=int, help="override the preset's BLSTM units")
+    parser.add_argument("--layers", type=int, help="override the preset's BLSTM layers")
+    parser.add_argument("--epochs-short", type=int, default=40, help="epochs on short chunks")
+    parser.add_argument("--epochs-long", type=int, default=20, help="epochs on long chunks (curriculum)")
+    parser.add_argument("--chunk-short", type=int, default=100, help="frames per chunk in the first stage")
+    parser.add_argument("--chunk-long", type=int, default=500, help="frames per chunk in the second stage")
+    parser.add_argument("--batch-frames", type=int, default=3200, help="frames per batch (chunks x chunk length)")
+    parser.add_argument("--remixes", type=int, default=1, help="random remixes per clip and epoch")
+    parser.add_argument("--lr", type=float, default=1e-3, help="RMSprop learning rate")
+    parser.add_argument("--clip", type=float, default=5.0, help="gradient norm clip (0: off)")
+    parser.add_argument("--patience", type=int, default=3, help="halve the learning rate after this many epochs "
+                        "without improvement (0: never)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=max(1, min(8, (os.cpu_count() or 2) - 1)),
+                        help="processes computing features")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--short-minutes", type=float, default=0.0,
+                        help="switch to long chunks after the epoch that passes this many minutes (0: by epochs only)")
+    parser.add_argument("--max-minutes", type=float, default=0.0,
+                        help="stop cleanly after the epoch that passes this budget (0: no budget); "
+                             "best.pt stays exportable and --resume continues")
+    parser.add_argument("--max-steps", type=int, default=0, help="steps per epoch at most (0: all; for smoke runs)")
+    parser.add_argument("--reference-clips", type=int, default=300,
+                        help="training clips (evenly spread) used to measure the reference centroids")
+
+
+class Distributed:
+    """Rank and world size under torchrun (one process otherwise)."""
+
+    def __init__(self, device: torch.device):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def all_sum(self, values: list[float]) -> list[float]:
+        if self.world == 1:
+            return values
+        tensor = torch.tensor(values, dtype=torch.float64)
+        dist.all_reduce(tensor)
+        return tensor.tolist()
+
+    def all_min(self, value: int) -> int:
+        if self.world == 1:
+            return value
+        tensor = torch.tensor([value], dtype=torch.int64)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+        return int(tensor.item())
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+
+def pick_device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda but PyTorch sees no CUDA device")
+    if choice in ("auto", "cuda") and torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return torch.device("cpu")
+
+
+def model_config_from(args) -> ModelConfig:
+    config = PRESETS[args.preset]
+    overrides = {k: v for k, v in (("hidden", args.hidden), ("layers", args.layers)) if v}
+    return ModelConfig(**{**config.to_dict(), **overrides})
+
+
+def batches(chunks: Chunks, batch: int, rng: np.random.Generator, limit: int):
+    order = rng.permutation(len(chunks))
+    steps = len(order) // batch
+    if limit:
+        steps = min(steps, limit)
+    for s in range(steps):
+        index = np.sort(order[s * batch:(s + 1) * batch])
+        yield chunks.features[index], chunks.voice[index], chunks.weight[index]
+
+
+def to_tensors(features, voice, weight, device):
+    return (torch.from_numpy(features).to(device, non_blocking=True),
+            torch.from_numpy(voice).to(device, non_blocking=True),
+            torch.from_numpy(weight).to(device, non_blocking=True))
+
+
+@torch.no_grad()
+def validation_loss(model, chunks: Chunks, batch: int, device, distributed: Distributed) -> float:
+    model.eval()
+    total, count = 0.0, 0.0
+    for start in range(distributed.rank * batch, len(chunks), batch * distributed.world):
+        features, voice, weight = to_tensors(chunks.features[start:start + batch], chunks.voice[start:start + batch],
+                                             chunks.weight[start:start + batch], device)
+        loss = deep_clustering_loss(model(features), voice, weight)
+        total += float(loss) * len(features)
+        count += len(features)
+    total, count = distributed.all_sum([total, count])
+    model.train()
+    return total / max(count, 1.0)
+
+
+@torch.no_grad()
+def reference_centroids(model, chunks: Chunks, batch: int, device) -> tuple[np.ndarray, np.ndarray]:
+    """Mean embedding of the active voice bins and of the active accompaniment bins, ``(dim,)`` each."""
+    model.eval()
+    sums = None
+    counts = torch.zeros(2, dtype=torch.float64)
+    for start in range(0, len(chunks), batch):
+        features, voice, weight = to_tensors(chunks.features[start:start + batch], chunks.voice[start:start + batch],
+                                             chunks.weight[start:start + batch], device)
+        embeddings = model(features).double()
+        active = weight > 0
+        voice_bins, accompaniment_bins = embeddings[active & voice], embeddings[active & ~voice]
+        batch_sums = torch.stack([voice_bins.sum(0), accompaniment_bins.sum(0)]).cpu()
+        sums = batch_sums if sums is None else sums + batch_sums
+        counts += torch.tensor([len(voice_bins), len(accompaniment_bins)], dtype=torch.float64)
+    means = (sums / counts.clamp_min(1.0)[:, None]).float().numpy()
+    return means[0], means[1]
+
+
+class EpochData:
+    """Computes each epoch's remixed mixtures in worker processes, one epoch ahead of training."""
+
+    def __init__(self, stems, originals, log_mel: LogMel, args, share: list[int]):
+        self.stems, self.originals, self.log_mel, self.args, self.share = stems, originals, log_mel, args, share
+        self.pool = None
+        if args.workers > 1:
+            import multiprocessing
+
+            from . import data
+
+            data._init_worker(stems, log_mel)  # inherited by the forked workers
+            self.pool = ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("fork"))
+        self.pending: dict[int, object] = {}
+
+    def _pairs(self, epoch: int):
+        rng = np.random.default_rng([self.args.seed, epoch])
+        pairs = remix_pairs(self.stems, self.args.remixes, rng)
+        mine = set(self.share)
+        return [(i, j) for i, j in pairs if i in mine]
+
+    def prefetch(self, epoch: int) -> None:
+        if self.pool is None or epoch in self.pending:
+            return
+        from .data import _remix_features
+
+        jobs = [(i, j, (self.args.seed * 7919 + epoch) * 1_000_003 + k) for k, (i, j) in enumerate(self._pairs(epoch))]
+        self.pending[epoch] = [self.pool.submit(_remix_features, job) for job in jobs]
+
+    def mixes(self, epoch: int):
+        if self.pool is None:
+            pairs = self._pairs(epoch)
+            from .data import _remix_features
+
+            remixed = [_remix_features((i, j, (self.args.seed * 7919 + epoch) * 1_000_003 + k))
+                       for k, (i, j) in enumerate(pairs)]
+        else:
+            self.prefetch(epoch)
+            remixed = [future.result() for future in self.pending.pop(epoch)]
+        return [self.originals[i] for i in self.share] + remixed
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+
+def save(path: Path, state: dict) -> None:
+    temporary = path.with_suffix(".tmp")
+    torch.save(state, temporary)
+    os.replace(temporary, path)
+
+
+def train(args) -> Path:
+    started = time.monotonic()
+    device = pick_device(args.device)
+    distributed = Distributed(device)
+    out = Path(args.out)
+    log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if distributed.main else (lambda *a: None)
+    if distributed.main:
+        out.mkdir(parents=True, exist_ok=True)
+    distributed.barrier()
+    torch.manual_seed(args.seed)
+
+    resume_state = None
+    if args.resume:
+        last = out / "last.pt"
+        if not last.exists():
+            raise SystemExit(f"error: --resume but {last} does not exist")
+        resume_state = torch.load(last, map_location="cpu", weights_only=False)
+        log(f"resuming {last} after epoch {resume_state['train_state']['epoch']}")
+
+    # data
+    refs = list_tracks(args.data, args.dataset)
+    validation_groups = [g for g in args.validation.split(",") if g]
+    train_refs, val_refs = split_groups(refs, validation_groups)
+    log(f"{len(train_refs)} training clips ({len({r.group for r in train_refs})} groups), "
+        f"{len(val_refs)} validation clips ({', '.join(validation_groups)}) on {device}")
+    train_stems = load_all(train_refs, args.workers)
+    val_stems = load_all(val_refs, args.workers)
+    feature_config = FeatureConfig()
+    raw = LogMel(feature_config)
+    originals = compute_mixes(train_stems, [(i, i) for i in range(len(train_stems))], raw, 0, args.workers)
+    mean, std = normalisation(originals)
+    log_mel = LogMel(feature_config, mean, std)
+    val_mixes = compute_mixes(val_stems, [(i, i) for i in range(len(val_stems))], raw, 0, args.workers)
+    val_chunks = make_chunks(val_mixes, args.chunk_long, log_mel)
+    share = list(range(distributed.rank, len(train_stems), distributed.world))
+    epoch_data = EpochData(train_stems, originals, log_mel, args, share)
+
+    # model and state
+    model_config = model_config_from(args)
+    model = DeepClusteringNet(model_config).to(device)
+    stages = [(args.chunk_short, args.epochs_short), (args.chunk_long, args.epochs_long)]
+    state = {"epoch": 0, "stage": 0 if args.epochs_short else 1, "stage_epoch": 0, "stage_seconds": 0.0,
+             "best_val": math.inf, "best_epoch": 0, "lr": args.lr, "stale": 0, "history": []}
+    optimizer_state = None
+    if resume_state is not None:
+        model.load_state_dict(resume_state["model_state"])
+        optimizer_state = resume_state["optimizer_state"]
+        state = resume_state["train_state"]
+    wrapped = model
+    if distributed.world > 1:
+        wrapped = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = torch.optim.RMSprop(model.parameters(), lr=state["lr"])
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+    provenance = {
+        "dataset": args.dataset, "data": str(args.data), "training_groups": sorted({r.group for r in train_refs}),
+        "validation_groups": validation_groups, "training_clips": len(train_refs), "validation_clips": len(val_refs),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "world_size": distributed.world,
+        "arguments": vars(args),
+    }
+    if distributed.main:
+        (out / "run.json").write_text(json.dumps({"arguments": vars(args), "model": model_config.to_dict()}, indent=1))
+
+    def checkpoint(with_optimizer: bool) -> dict:
+        saved = {
+            "model_config": model_config.to_dict(), "model_state": model.state_dict(), "train_state": state,
+            "feature_config": feature_config.to_dict(), "feature_mean": mean, "feature_std": std,
+            "provenance": provenance,
+        }
+        if with_optimizer:
+            saved["optimizer_state"] = optimizer.state_dict()
+        return saved
+
+    def stage_done() -> bool:
+        chunk_epochs = stages[state["stage"]][1]
+        if state["stage_epoch"] >= chunk_epochs:
+            return True
+        return state["stage"] == 0 and args.short_minutes and state["stage_seconds"] / 60 >= args.short_minutes
+
+    stopped_early = False
+    while state["stage"] < len(stages):
+        if stage_done():
+            state["stage"] += 1
+            state["stage_epoch"], state["stage_seconds"] = 0, 0.0
+            if state["stage"] < len(stages) and (out / "best.pt").exists():
+                # curriculum: continue from the best short-chunk network with a fresh optimizer
+                best = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
+                model.load_state_dict(best["model_state"])
+                optimizer = torch.optim.RMSprop(model.parameters(), lr=args.lr)
+                state["lr"], state["stale"] = args.lr, 0
+                log(f"stage 2: {stages[1][0]}-frame chunks from the best stage-1 epoch {state['best_epoch']}")
+            continue
+        epoch, chunk = state["epoch"], stages[state["stage"]][0]
+        epoch_start = time.monotonic()
+        mixes = epoch_data.mixes(epoch)
+        epoch_data.prefetch(epoch + 1)
+        rng = np.random.default_rng([args.seed, epoch, distributed.rank])
+        chunks = make_chunks(mixes, chunk, log_mel, rng)
+        batch = max(1, args.batch_frames // chunk)
+        steps = distributed.all_min(len(chunks) // batch)
+        if args.max_steps:
+            steps = min(steps, args.max_steps)
+        torch.manual_seed(args.seed * 1000 + epoch)
+        model.train()
+        running = 0.0
+        progress = _progress(steps, f"epoch {epoch + 1} ({chunk} frames)", distributed.main)
+        for step, (features, voice, weight) in enumerate(batches(chunks, batch, rng, steps)):
+            features, voice, weight = to_tensors(features, voice, weight, device)
+            loss = deep_clustering_loss(wrapped(features), voice, weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if args.clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+            optimizer.step()
+            running += loss.item()
+            progress.update(1)
+            progress.set_postfix(loss=f"{running / (step + 1):.4f}")
+        progress.close()
+        train_loss = distributed.all_sum([running / max(steps, 1)])[0] / distributed.world
+        val = validation_loss(model, val_chunks, max(1, args.batch_frames // args.chunk_long), device, distributed)
+        improved = val < state["best_val"]
+        if improved:
+            state["best_val"], state["best_epoch"], state["stale"] = val, epoch + 1, 0
+        else:
+            state["stale"] += 1
+            if args.patience and state["stale"] >= args.patience:
+                state["lr"] /= 2
+                state["stale"] = 0
+                for group in optimizer.param_groups:
+                    group["lr"] = state["lr"]
+        seconds = time.monotonic() - epoch_start
+        state["epoch"], state["stage_epoch"] = epoch + 1, state["stage_epoch"] + 1
+        state["stage_seconds"] += seconds
+        entry = {"epoch": epoch + 1, "chunk": chunk, "train_loss": train_loss, "val_loss": val, "lr": state["lr"],
+                 "steps": steps, "seconds": round(seconds, 1), "best": improved,
+                 "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        state["history"].append(entry)
+        if distributed.main:
+            with open(out / "log.jsonl", "a") as handle:
+                handle.write(json.dumps(entry) + "\n")
+            if improved:
+                save(out / "best.pt", checkpoint(with_optimizer=False))
+            save(out / "last.pt", checkpoint(with_optimizer=True))
+        log(f"epoch {epoch + 1}: train {train_loss:.4f} val {val:.4f}{' (best)' if improved else ''} "
+            f"lr {state['lr']:.2e} {entry['seconds']}s")
+        distributed.barrier()
+        if args.max_minutes and (time.monotonic() - started) / 60 > args.max_minutes:
+            log(f"time budget reached after epoch {state['epoch']}: continue with --resume")
+            stopped_early = True
+            break
+
+    epoch_data.close()
+    if distributed.main:
+        best = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
+        model.load_state_dict(best["model_state"])
+        spread = np.linspace(0, len(originals) - 1, min(args.reference_clips, len(originals))).round().astype(int)
+        reference_set = make_chunks([originals[i] for i in sorted(set(spread))], args.chunk_long, log_mel)
+        voice_centroid, accompaniment_centroid = reference_centroids(
+            model, reference_set, max(1, args.batch_frames // args.chunk_long), device)
+        best["references"] = {"voice": voice_centroid, "accompaniment": accompaniment_centroid,
+                              "chunks": len(reference_set)}
+        best["provenance"] = {**provenance, "best_epoch": state["best_epoch"], "best_val_loss": state["best_val"],
+                              "epochs": state["epoch"], "history": state["history"], "complete": not stopped_early,
+                              "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        save(out / "best.pt", best)
+        log(f"{'stopped early' if stopped_early else 'done'}: best epoch {state['best_epoch']} "
+            f"(validation loss {state['best_val']:.4f}); export with: stream-dc export {out / 'best.pt'} -o BUNDLE_DIR")
+    distributed.barrier()
+    if distributed.world > 1:
+        dist.destroy_process_group()
+    return out / "best.pt"
+
+
+def _progress(total: int, description: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, disable=not enabled, leave=False, mininterval=1.0,
+                file=sys.stderr, dynamic_ncols=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="stream-dc train", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    train(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,15 @@
+"""stream-dc: real-time singing-voice separation by deep clustering (Luo, Chen & Ellis, MIREX 2016).
+
+The runtime needs numpy, onnxruntime and soundfile only; it never imports PyTorch.
+
+    from stream_dc import Separator, StreamProcessor
+    vocals, accompaniment = Separator().separate(audio, sample_rate)      # (samples, channels) arrays
+"""
+__version__ = "0.1.0"
+
+from .bundle import Bundle, BundleError, load_bundle  # noqa: E402
+from .separator import InputError, Separator  # noqa: E402
+from .stream import PRESETS, LatencyPreset, StreamProcessor  # noqa: E402
+
+__all__ = ["Bundle", "BundleError", "InputError", "LatencyPreset", "PRESETS", "Separator", "StreamProcessor",
+           "load_bundle", "__version__"]

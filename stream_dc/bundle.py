@@ -156,6 +156,9 @@ def write_bundle(directory: str | Path, config: BundleConfig, model_bytes: bytes
     config.validate()
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # mkdtemp creates 0700
     try:
         (staging / MODEL_FILE).write_bytes(model_bytes)
         (staging / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=1) + "\n", encoding="utf-8")

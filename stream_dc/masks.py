@@ -72,8 +72,9 @@ class MelMaskTrack:
         self.start += drop
 
     def readable(self, positions: np.ndarray) -> np.ndarray:
-        """Which analysis positions can be read now, ``(m,)`` bool."""
-        needed = np.floor(positions).astype(np.int64) + 1
+        """Which analysis positions can be read now, ``(m,)`` bool (``at`` reads the two frames around each
+        position, clamped to frame 0 before the start)."""
+        needed = np.floor(np.maximum(positions, 0.0)).astype(np.int64) + 1
         if self.total_frames is not None:
             needed = np.minimum(needed, self.total_frames - 1)
         return needed < self.final_end

@@ -110,22 +110,28 @@ class Separator:
         if self.mode == "stream":
             self._separate_streaming(source, write)
             return
-        log_mel = self.analyse(source)
+        log_mel, n_samples = self.analyse(source)
         track = MelMaskTrack.from_array(self.voice_masks(log_mel))
         synthesis = make_synthesis(self.reconstruction, self.bundle.config.features, source.sample_rate, source.channels)
         for block in source.blocks():
             synthesis.push(block)
             write(*synthesis.synthesise(track))
-        synthesis.finish(source.frames)
+        synthesis.finish(n_samples)
         write(*synthesis.synthesise(track))
 
     # -- offline steps ----------------------------------------------------------------------------------------
-    def analyse(self, source: AudioSource) -> np.ndarray:
-        """Pass 1: log-mel features of the whole source, ``(frames, n_mels)``."""
+    def analyse(self, source: AudioSource) -> tuple[np.ndarray, int]:
+        """Pass 1: log-mel features of the whole source ``(frames, n_mels)`` and its length in samples (counted,
+        since compressed formats may report an approximate length)."""
         frontend = AnalysisFrontEnd(self.log_mel, source.sample_rate)
-        parts = [frontend.push(check_block(block)) for block in source.blocks()]
-        parts.append(frontend.finish(source.frames))
-        return np.concatenate(parts)
+        parts, n_samples = [], 0
+        for block in source.blocks():
+            parts.append(frontend.push(check_block(block)))
+            n_samples += len(block)
+        if n_samples == 0:
+            raise InputError("the audio is empty (no samples)")
+        parts.append(frontend.finish(n_samples))
+        return np.concatenate(parts), n_samples
 
     def window(self, log_mel: np.ndarray, start: int) -> np.ndarray:
         """The normalised window ``(window_frames, n_mels)`` from frame ``start``, padded with silence at the end."""

@@ -1,0 +1,242 @@
+"""``stream-dc`` command line: separate, stream, live, devices, evaluate, train, export.
+
+Every command reports problems as one line on stderr and exits non-zero; audio goes to files or stdout only.
+``train`` and ``export`` import PyTorch lazily (``pip install 'stream-dc[train]'``).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+
+EXIT_ERROR, EXIT_INTERRUPTED = 1, 130
+
+
+def fail(command: str, message: str, code: int = EXIT_ERROR) -> int:
+    print(f"stream-dc {command}: error: {message}", file=sys.stderr)
+    return code
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", metavar="DIR", help="model bundle folder (default: the shipped model)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="onnxruntime device: auto uses CUDA when onnxruntime-gpu is installed")
+
+
+def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
+    from .stream import KEEP, PRESETS
+
+    parser.add_argument("--latency", choices=sorted(PRESETS), default="balanced", help="streaming window preset")
+    parser.add_argument("--keep", choices=KEEP, default="accompaniment",
+                        help="which stem to output (accompaniment = vocal remover)")
+    parser.add_argument("--vocal-gain", type=float, metavar="DB",
+                        help="mix the other stem back in at this gain, e.g. -15 for a quiet guide vocal")
+
+
+def describe_model(bundle, provider: str) -> str:
+    arch = bundle.config.architecture
+    size = f"{arch.get('layers', '?')}x{arch.get('hidden', '?')} BLSTM" if arch else "model"
+    return f"model {bundle.directory} ({size}, {arch.get('weights', 'float32')} weights) on {provider}"
+
+
+# -- separate -------------------------------------------------------------------------------------------------
+def cmd_separate(args) -> int:
+    from tqdm import tqdm
+
+    from .bundle import BundleError
+    from .inference import DeviceError
+    from .io import AtomicWavWriter, open_source, output_subtype
+    from .separator import InputError, Separator
+
+    try:
+        separator = Separator(args.model, device=args.device, reconstruction=args.reconstruction, mode=args.mode,
+                              latency=args.latency)
+    except (BundleError, DeviceError, ValueError) as error:
+        return fail("separate", str(error))
+    if not args.quiet:
+        print(f"stream-dc separate: {describe_model(separator.bundle, separator.provider)}, {args.mode} mode, "
+              f"{args.reconstruction} reconstruction", file=sys.stderr)
+    out_root = Path(args.out)
+    failures, used_names = 0, set()
+    progress = tqdm(args.inputs, desc="separating", unit="file", disable=args.quiet or len(args.inputs) < 2,
+                    file=sys.stderr)
+    for path in progress:
+        name = Path(path).stem or "audio"
+        candidate, n = name, 2
+        while candidate in used_names:
+            candidate, n = f"{name}-{n}", n + 1
+        used_names.add(candidate)
+        writers = []
+        started = time.perf_counter()
+        try:
+            source, subtype = open_source(path)
+            subtype = output_subtype(subtype, args.subtype)
+            folder = out_root / candidate
+            writers = [AtomicWavWriter(folder / f"{stem}.wav", source.sample_rate, source.channels, subtype)
+                       for stem in ("vocals", "accompaniment")]
+            separator.separate_source(source, lambda v, a: (writers[0].write(v), writers[1].write(a)))
+            for writer in writers:
+                writer.commit()
+            if args.plot:
+                from .plots import plot_separation
+
+                plot_separation(separator, path, folder / "separation.png")
+            seconds = time.perf_counter() - started
+            duration = writers[0].frames / source.sample_rate
+            if not args.quiet:
+                tqdm.write(f"{path} -> {folder}/ ({duration:.1f} s of audio in {seconds:.1f} s, "
+                           f"real-time factor {seconds / max(duration, 1e-9):.3f})", file=sys.stderr)
+        except (InputError, BundleError, OSError, ValueError) as error:
+            for writer in writers:
+                writer.abort()
+            failures += 1
+            tqdm.write(f"stream-dc separate: error: {error}", file=sys.stderr)
+        except KeyboardInterrupt:
+            for writer in writers:
+                writer.abort()
+            print("stream-dc separate: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+    return EXIT_ERROR if failures else 0
+
+
+# -- stream (pipes) -------------------------------------------------------------------------------------------
+def cmd_stream(args) -> int:
+    from .pipe import run_pipe
+
+    return run_pipe(args)
+
+
+# -- live and devices -----------------------------------------------------------------------------------------
+def cmd_devices(args) -> int:
+    from .live import list_devices
+
+    return list_devices()
+
+
+def cmd_live(args) -> int:
+    from .live import run_live
+
+    return run_live(args)
+
+
+# -- evaluate -------------------------------------------------------------------------------------------------
+def cmd_evaluate(args) -> int:
+    from .evaluate import run_evaluate
+
+    return run_evaluate(args)
+
+
+# -- train / export (need PyTorch) ----------------------------------------------------------------------------
+TORCH_COMMANDS = {"train": "training.train", "export": "export.exporter"}
+
+
+def run_torch_command(command: str, argv: list[str]) -> int:
+    """Hand ``argv`` to the training or export module, imported only now."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return fail(command, "PyTorch is not installed: pip install 'stream-dc[train]'")
+    import importlib
+
+    return importlib.import_module(TORCH_COMMANDS[command]).main(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stream-dc", description="Real-time singing-voice separation by deep "
+                                     "clustering: vocal removal for files, pipes and live audio.")
+    parser.add_argument("--version", action="version", version=f"stream-dc {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("separate", help="separate audio files into vocals.wav and accompaniment.wav")
+    p.add_argument("inputs", nargs="+", metavar="IN", help="audio files (wav, flac, ogg, mp3, ...)")
+    p.add_argument("-o", "--out", required=True, help="output folder; each input gets OUT/<name>/")
+    add_model_arguments(p)
+    p.add_argument("--mode", choices=("offline", "stream"), default="offline",
+                   help="offline: the paper's whole-signal procedure; stream: the streaming processor, aligned")
+    p.add_argument("--latency", default="balanced", help="streaming preset for --mode stream")
+    p.add_argument("--reconstruction", choices=("projection", "inverse-mel"), default="projection",
+                   help="projection: mel mask on each channel's STFT, full band (default); inverse-mel: the paper's")
+    p.add_argument("--subtype", choices=("PCM_16", "PCM_24", "PCM_32", "FLOAT"),
+                   help="WAV sample format (default: the input's PCM depth, else 32-bit float)")
+    p.add_argument("--plot", action="store_true", help="also write OUT/<name>/separation.png")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
+    p.set_defaults(func=cmd_separate)
+
+    p = sub.add_parser("stream", help="separate raw PCM or WAV from stdin to stdout as it arrives")
+    p.add_argument("--rate", type=int, default=44100, help="sample rate of raw input (Hz)")
+    p.add_argument("--channels", type=int, default=2, help="channels of raw input")
+    p.add_argument("--dtype", choices=("s16", "s24", "f32"), default="s16", help="raw sample format, little-endian")
+    p.add_argument("--wav", action="store_true", help="WAV on stdin (format from its header), WAV on stdout")
+    p.add_argument("--no-align", action="store_true",
+                   help="emit each block as soon as it is ready (output delayed by the latency, plus its tail)")
+    p.add_argument("--block", type=int, default=1024, help="frames read per block")
+    add_stream_arguments(p)
+    add_model_arguments(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="no status on stderr")
+    p.set_defaults(func=cmd_stream)
+
+    p = sub.add_parser("live", help="live vocal removal from a sound card input to an output")
+    p.add_argument("--input", metavar="DEV", help="input device (index or name; default: the system default)")
+    p.add_argument("--output", metavar="DEV", help="output device (index or name; default: the system default)")
+    p.add_argument("--rate", type=int, help="sample rate (default: the devices' default rate)")
+    p.add_argument("--channels", type=int, default=2, help="channels")
+    p.add_argument("--blocksize", type=int, default=1024, help="frames per audio callback")
+    p.add_argument("--duration", type=float, help="stop after this many seconds (default: run until Ctrl-C)")
+    add_stream_arguments(p)
+    add_model_arguments(p)
+    p.set_defaults(func=cmd_live)
+
+    p = sub.add_parser("devices", help="list audio devices with their rates and channel counts")
+    p.set_defaults(func=cmd_devices)
+
+    p = sub.add_parser("evaluate", help="BSS Eval scores on a dataset, with oracle and baseline figures")
+    from .evaluate import add_arguments as add_evaluate_arguments
+
+    add_evaluate_arguments(p)
+    add_model_arguments(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    # their arguments belong to their own modules (see run_torch_command)
+    sub.add_parser("train", help="train a model (needs stream-dc[train]); see stream-dc train --help", add_help=False)
+    sub.add_parser("export", help="export a checkpoint to a model bundle (needs stream-dc[train])", add_help=False)
+    return parser
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in TORCH_COMMANDS:
+        return run_torch_command(argv[0], argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print(f"stream-dc {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _silence_stdout()
+        return 0
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so the interpreter's final flush stays quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

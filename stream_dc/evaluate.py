@@ -1,0 +1,282 @@
+"""``stream-dc evaluate``: BSS Eval scores of stream-dc, oracle masks and baselines on the same clips.
+
+Systems (each separates the mixture into voice and accompaniment at the track's own rate and channels):
+- ``stream-dc``: the model (``--mode offline`` or ``stream`` with ``--latency``);
+- ``ibm-mel``: the oracle ideal binary mask on the 16 kHz mel power spectrogram, through stream-dc's own
+  synthesis: the ceiling of any binary mel mask, the model's included;
+- ``ibm-stft``: the oracle ideal binary mask on the STFT at the track's rate, the ceiling of binary masks;
+- ``repet``: REPET-SIM (Rafii & Pardo), a training-free method (nearest-neighbour filtering from librosa);
+- ``mixture``: the mixture itself as both estimates.
+
+Scores are BSS Eval v3 (``mir_eval``: ``bss_eval_sources`` on mono tracks, ``bss_eval_images`` on multichannel
+ones) over whole clips, or BSS Eval v4 (``museval``, framewise, median over frames) with ``--bss v4``.
+NSDR = SDR(estimate) - SDR(mixture); GNSDR, GSIR and GSAR are means weighted by clip length.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from .datasets import DATASETS, DatasetError, Track, list_tracks
+from .features import ANALYSIS_RATE, FeatureConfig, LogMel, ideal_binary_mask, mono_downmix, stft
+from .masks import MelMaskTrack
+from .resample import resample
+from .synthesis import ProjectionSynthesis
+
+SYSTEMS = ("stream-dc", "ibm-mel", "ibm-stft", "repet", "mixture")
+DEFAULT_SYSTEMS = ("stream-dc", "ibm-mel", "mixture")
+SOURCES = ("voice", "accompaniment")
+METRICS = ("sdr", "sir", "sar")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--data", required=True, help="dataset folder")
+    parser.add_argument("--dataset", choices=DATASETS, default="mir1k")
+    parser.add_argument("--groups", help="comma-separated singers (mir1k) or tracks to evaluate (default: all)")
+    parser.add_argument("--systems", default=",".join(DEFAULT_SYSTEMS),
+                        help=f"comma-separated systems from {', '.join(SYSTEMS)} (mixture is always scored)")
+    parser.add_argument("--mode", choices=("offline", "stream"), default="offline", help="how stream-dc runs")
+    parser.add_argument("--latency", default="balanced", help="streaming preset for --mode stream")
+    parser.add_argument("--reconstruction", choices=("projection", "inverse-mel"), default="projection")
+    parser.add_argument("--bss", choices=("v3", "v4"), default="v3",
+                        help="v3: mir_eval over whole clips; v4: museval framewise medians")
+    parser.add_argument("--limit", type=int, default=0, help="evaluate only the first N clips (0: all)")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes (0: one per core)")
+    parser.add_argument("--json", metavar="PATH", help="write per-clip and aggregate scores as JSON")
+    parser.add_argument("--per-clip", action="store_true", help="print every clip's scores")
+
+
+# -- oracle masks and baselines -------------------------------------------------------------------------------
+def mel_ibm(track: Track, features: FeatureConfig) -> np.ndarray:
+    """Oracle voice mask ``(frames, n_mels)`` on the 16 kHz mel power spectrogram of the track's stems."""
+    def analysis(x):
+        return stft(resample(mono_downmix(x), track.sample_rate, ANALYSIS_RATE))
+
+    return ideal_binary_mask(analysis(track.voice), analysis(track.accompaniment), LogMel(features)).astype(np.float32)
+
+
+def synthesise(mixture: np.ndarray, sample_rate: int, mel_masks: np.ndarray, features: FeatureConfig):
+    """Mel masks applied to the mixture with stream-dc's projection synthesis -> ``(voice, accompaniment)``."""
+    synthesis = ProjectionSynthesis(features, sample_rate, mixture.shape[1])
+    track = MelMaskTrack.from_array(mel_masks)
+    synthesis.push(mixture)
+    first = synthesis.synthesise(track)
+    synthesis.finish(len(mixture))
+    rest = synthesis.synthesise(track)
+    return np.concatenate([first[0], rest[0]]), np.concatenate([first[1], rest[1]])
+
+
+def stft_ibm(track: Track):
+    """Oracle binary mask on the STFT at the track's rate (per channel) -> ``(voice, accompaniment)``."""
+    from .stft import FrameAnalyzer, OverlapAdd, StftGeometry
+
+    geometry = StftGeometry.for_rate(track.sample_rate)
+    channels = track.voice.shape[1]
+    end = geometry.frames_covering(len(track.voice))
+
+    def spectra(x):
+        analyzer = FrameAnalyzer(geometry, channels, geometry.first_frame)
+        return np.concatenate([analyzer.process(x)[1], analyzer.flush(end)[1]])
+
+    voice, accompaniment = spectra(track.voice), spectra(track.accompaniment)
+    mask = (np.abs(voice) > np.abs(accompaniment)).astype(np.float32)
+    mixture = voice + accompaniment
+    out = []
+    for m in (mask, 1.0 - mask):
+        ola = OverlapAdd(geometry, channels)
+        out.append(ola.add(mixture * m)[:len(track.voice)])
+    return out[0], out[1]
+
+
+def repet_sim(mixture: np.ndarray, sample_rate: int):
+    """REPET-SIM: the repeating background by nearest-neighbour median filtering of the magnitude spectrogram
+    (librosa's ``decompose.nn_filter``), soft masks on each channel -> ``(voice, accompaniment)``."""
+    try:
+        import librosa
+    except ImportError:
+        raise RuntimeError("the repet baseline needs librosa: pip install 'stream-dc[eval]'") from None
+    from .stft import FrameAnalyzer, OverlapAdd, StftGeometry
+
+    geometry = StftGeometry.for_rate(sample_rate)
+    channels = mixture.shape[1]
+    analyzer = FrameAnalyzer(geometry, channels, geometry.first_frame)
+    spectra = np.concatenate([analyzer.process(mixture)[1], analyzer.flush(geometry.frames_covering(len(mixture)))[1]])
+    magnitude = np.abs(spectra).mean(axis=2)  # (frames, bins), averaged over channels
+    frames_per_second = sample_rate / geometry.hop
+    background = librosa.decompose.nn_filter(magnitude.T, aggregate=np.median, metric="cosine",
+                                             width=int(round(2 * frames_per_second))).T
+    background = np.minimum(magnitude, background)
+    voice_mask = librosa.util.softmask(magnitude - background, 2 * background, power=2).astype(np.float32)
+    out = []
+    for m in (voice_mask, 1.0 - voice_mask):
+        ola = OverlapAdd(geometry, channels)
+        out.append(ola.add(spectra * m[:, :, None])[:len(mixture)])
+    return out[0], out[1]
+
+
+# -- scoring --------------------------------------------------------------------------------------------------
+def bss_scores(references: list[np.ndarray], estimates: list[np.ndarray], sample_rate: int, version: str) -> dict:
+    """``{metric: [voice, accompaniment]}`` for ``(samples, channels)`` references and estimates."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if version == "v4":
+            try:
+                import museval
+            except ImportError:
+                raise RuntimeError("--bss v4 needs museval: pip install museval") from None
+            sdr, _, sir, sar, _ = museval.metrics.bss_eval(
+                np.stack(references), np.stack(estimates), window=sample_rate, hop=sample_rate)
+            return {m: [float(np.nanmedian(v)) for v in values] for m, values in zip(METRICS, (sdr, sir, sar))}
+        try:
+            from mir_eval import separation
+        except ImportError:
+            raise RuntimeError("evaluate needs mir_eval: pip install 'stream-dc[eval]'") from None
+        if references[0].shape[1] == 1:
+            sdr, sir, sar, _ = separation.bss_eval_sources(np.stack([r[:, 0] for r in references]),
+                                                           np.stack([e[:, 0] for e in estimates]))
+        else:
+            sdr, _, sir, sar, _ = separation.bss_eval_images(np.stack(references), np.stack(estimates))
+    return {m: [float(x) for x in values] for m, values in zip(METRICS, (sdr, sir, sar))}
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(options: dict) -> None:
+    _WORKER.update(options)
+    if "stream-dc" in options["systems"]:
+        from .separator import Separator
+
+        threads = options.get("threads")
+        if threads:
+            os.environ["STREAM_DC_THREADS"] = str(threads)
+        _WORKER["separator"] = Separator(options["model"], device=options["device"], mode=options["mode"],
+                                         latency=options["latency"], reconstruction=options["reconstruction"])
+
+
+def evaluate_clip(ref) -> dict:
+    """Scores of every system on one track: ``{"name", "group", "seconds", "scores": {system: {metric: [v, a]}}}``."""
+    track = ref.load()
+    options = _WORKER
+    features = (options["separator"].bundle.config.features if "separator" in options else FeatureConfig())
+    mixture = track.mixture
+    references = [track.voice, track.accompaniment]
+    estimates = {"mixture": (mixture, mixture)}
+    timings = {}
+    for system in options["systems"]:
+        started = time.perf_counter()
+        if system == "stream-dc":
+            estimates[system] = options["separator"].separate(mixture, track.sample_rate)
+        elif system == "ibm-mel":
+            estimates[system] = synthesise(mixture, track.sample_rate, mel_ibm(track, features), features)
+        elif system == "ibm-stft":
+            estimates[system] = stft_ibm(track)
+        elif system == "repet":
+            estimates[system] = repet_sim(mixture, track.sample_rate)
+        timings[system] = time.perf_counter() - started
+    scores = {system: bss_scores(references, list(est), track.sample_rate, options["bss"])
+              for system, est in estimates.items()}
+    return {"name": track.name, "group": track.group, "seconds": track.duration, "scores": scores,
+            "separation_seconds": timings}
+
+
+def aggregate(clips: list[dict]) -> dict:
+    """Length-weighted GNSDR, GSIR, GSAR (and mean SDR) per system and source."""
+    weights = np.array([c["seconds"] for c in clips])
+    result = {}
+    for system in clips[0]["scores"]:
+        entry = {}
+        for s, source in enumerate(SOURCES):
+            nsdr = np.array([c["scores"][system]["sdr"][s] - c["scores"]["mixture"]["sdr"][s] for c in clips])
+            entry[source] = {
+                "gnsdr": float(np.average(nsdr, weights=weights)),
+                "gsir": float(np.average([c["scores"][system]["sir"][s] for c in clips], weights=weights)),
+                "gsar": float(np.average([c["scores"][system]["sar"][s] for c in clips], weights=weights)),
+                "mean_sdr": float(np.mean([c["scores"][system]["sdr"][s] for c in clips])),
+            }
+        result[system] = entry
+    return result
+
+
+def format_table(summary: dict, systems: list[str]) -> str:
+    header = f"{'system':<12}" + "".join(f"{s[:5] + ' ' + m:>13}" for s in SOURCES for m in ("GNSDR", "GSIR", "GSAR"))
+    lines = [header, "-" * len(header)]
+    for system in systems:
+        row = f"{system:<12}"
+        for source in SOURCES:
+            values = summary[system][source]
+            row += "".join(f"{values[k]:>13.2f}" for k in ("gnsdr", "gsir", "gsar"))
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def run_evaluate(args) -> int:
+    from tqdm import tqdm
+
+    from .bundle import BundleError
+    from .inference import DeviceError
+
+    systems = [s for s in args.systems.split(",") if s]
+    unknown = [s for s in systems if s not in SYSTEMS]
+    if unknown:
+        print(f"stream-dc evaluate: error: unknown systems {', '.join(unknown)} (choose from {', '.join(SYSTEMS)})",
+              file=sys.stderr)
+        return 1
+    systems = [s for s in systems if s != "mixture"]
+    try:
+        refs = list_tracks(args.data, args.dataset)
+        if args.groups:
+            wanted = [g for g in args.groups.split(",") if g]
+            missing = [g for g in wanted if g not in {r.group for r in refs}]
+            if missing:
+                raise DatasetError(f"not in the dataset: {', '.join(missing)}")
+            refs = [r for r in refs if r.group in wanted]
+        if args.limit:
+            refs = refs[:args.limit]
+    except DatasetError as error:
+        print(f"stream-dc evaluate: error: {error}", file=sys.stderr)
+        return 1
+    jobs = args.jobs or os.cpu_count() or 1
+    options = {"systems": systems, "model": args.model, "device": args.device, "mode": args.mode,
+               "latency": args.latency, "reconstruction": args.reconstruction, "bss": args.bss,
+               "threads": 1 if jobs > 1 else None}
+    started = time.perf_counter()
+    try:
+        if jobs > 1:
+            with ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(options,)) as pool:
+                clips = list(tqdm(pool.map(evaluate_clip, refs), total=len(refs), desc="evaluating", unit="clip",
+                                  file=sys.stderr))
+        else:
+            _init_worker(options)
+            clips = [evaluate_clip(r) for r in tqdm(refs, desc="evaluating", unit="clip", file=sys.stderr)]
+    except (BundleError, DeviceError, DatasetError, RuntimeError, ValueError) as error:
+        print(f"stream-dc evaluate: error: {error}", file=sys.stderr)
+        return 1
+    summary = aggregate(clips)
+    total = sum(c["seconds"] for c in clips)
+    if args.per_clip:
+        for clip in clips:
+            cells = "  ".join(f"{s}: {clip['scores'][s]['sdr'][0] - clip['scores']['mixture']['sdr'][0]:6.2f}"
+                              for s in systems)
+            print(f"{clip['name']:<24} NSDR voice  {cells}")
+    description = f"stream-dc {args.mode}" + (f" ({args.latency})" if args.mode == "stream" else "")
+    print(f"{len(clips)} clips, {total / 60:.1f} min ({args.dataset}{': ' + args.groups if args.groups else ''}); "
+          f"BSS Eval {args.bss}; {description}; {time.perf_counter() - started:.0f} s")
+    print(format_table(summary, systems + ["mixture"]))
+    if args.json:
+        report = {"dataset": args.dataset, "data": str(args.data), "groups": args.groups, "mode": args.mode,
+                  "latency": args.latency if args.mode == "stream" else None, "bss": args.bss,
+                  "reconstruction": args.reconstruction, "model": args.model or "default", "clips": clips,
+                  "summary": summary, "minutes": total / 60}
+        path = Path(args.json)
+        temporary = path.with_name(f".{path.name}.part")
+        temporary.write_text(json.dumps(report, indent=1))
+        os.replace(temporary, path)
+    return 0

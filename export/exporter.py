@@ -2,8 +2,9 @@
 
 The network is folded (batch norm into the LSTM input weights), written as an ONNX graph, and run by ONNX Runtime
 and by PyTorch on the same windows. With float16 weight storage, PyTorch runs the same float16-rounded weights.
-If the two disagree by more than the tolerance the export fails and nothing is written; otherwise the bundle is
-written atomically (``model.onnx`` + ``config.json``).
+With int8 weights the float32 graph is checked against PyTorch first, then the quantised graph against the
+float32 one (mean cosine similarity of the embeddings and largest difference). If any check fails the export
+fails and nothing is written; otherwise the bundle is written atomically (``model.onnx`` + ``config.json``).
 """
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from stream_dc.bundle import BundleConfig, sha256_of, write_bundle
 from stream_dc.features import FeatureConfig
 from training.model import TORCH_TO_ONNX_GATES, DeepClusteringNet, ModelConfig, inference_weights
 
-from .onnx_graph import INPUT_NAME, OUTPUT_NAME, build_model, round_to_storage
+from .onnx_graph import INPUT_NAME, OUTPUT_NAME, build_model, quantize_int8, round_to_storage
+
+WEIGHT_TYPES = ("float16", "float32", "int8")
 
 
 class ExportError(RuntimeError):
@@ -51,12 +54,16 @@ def model_with_folded_weights(config: ModelConfig, weights: dict) -> DeepCluster
     return model
 
 
-def verify(model_bytes: bytes, model: DeepClusteringNet, features: np.ndarray) -> float:
-    """Largest absolute difference between ONNX Runtime and PyTorch embeddings on ``features``."""
+def run_onnx(model_bytes: bytes, features: np.ndarray) -> np.ndarray:
     import onnxruntime as ort
 
     session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
-    (onnx_out,) = session.run([OUTPUT_NAME], {INPUT_NAME: features})
+    return session.run([OUTPUT_NAME], {INPUT_NAME: features})[0]
+
+
+def verify(model_bytes: bytes, model: DeepClusteringNet, features: np.ndarray) -> float:
+    """Largest absolute difference between ONNX Runtime and PyTorch embeddings on ``features``."""
+    onnx_out = run_onnx(model_bytes, features)
     with torch.no_grad():
         torch_out = model(torch.from_numpy(features)).numpy()
     if onnx_out.shape != torch_out.shape:
@@ -65,7 +72,8 @@ def verify(model_bytes: bytes, model: DeepClusteringNet, features: np.ndarray) -
 
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, weight_dtype: str = "float16",
-                      tolerance: float = 1e-4, window_frames: int = 500, seed: int = 0) -> dict:
+                      tolerance: float = 1e-4, window_frames: int = 500, seed: int = 0,
+                      quantized_min_cosine: float = 0.999, quantized_max_abs: float = 0.1) -> dict:
     """Export ``checkpoint`` to the bundle ``out_dir``; returns a summary dict. Raises ExportError."""
     checkpoint = Path(checkpoint)
     try:
@@ -85,7 +93,8 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, weight_dtype:
     trained.eval()
     weights = inference_weights(trained)
     stored = round_to_storage(weights, weight_dtype)
-    model_bytes = build_model(stored, config.n_mels, config.embedding_dim, weight_dtype,
+    graph_dtype = "float32" if weight_dtype == "int8" else weight_dtype
+    model_bytes = build_model(stored, config.n_mels, config.embedding_dim, graph_dtype,
                               metadata={"producer": "stream-dc export", "checkpoint": checkpoint.name})
 
     features = np.random.default_rng(seed).standard_normal((2, window_frames, config.n_mels)).astype(np.float32)
@@ -93,6 +102,17 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, weight_dtype:
     if not onnx_error <= tolerance:
         raise ExportError(f"ONNX Runtime and PyTorch differ by {onnx_error:.2e} (tolerance {tolerance:.0e}): "
                           "bundle not written")
+    quantization = {}
+    if weight_dtype == "int8":
+        float_out = run_onnx(model_bytes, features)
+        model_bytes = quantize_int8(model_bytes)
+        quantized_out = run_onnx(model_bytes, features)
+        cosine = float(np.mean(np.sum(float_out * quantized_out, axis=-1)))
+        largest = float(np.max(np.abs(float_out - quantized_out)))
+        quantization = {"mean_cosine_vs_float32": cosine, "max_abs_vs_float32": largest}
+        if not (cosine >= quantized_min_cosine and largest <= quantized_max_abs):
+            raise ExportError(f"int8 model strays from float32 (mean cosine {cosine:.5f}, largest difference "
+                              f"{largest:.3f}): bundle not written")
     with torch.no_grad():  # effect of the weight storage precision on the trained network's output
         storage_error = float(np.max(np.abs(
             model_with_folded_weights(config, stored)(torch.from_numpy(features)).numpy()
@@ -104,7 +124,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, weight_dtype:
         "checkpoint": checkpoint.name, "checkpoint_sha256": sha256_of(checkpoint.read_bytes()),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "weights": weight_dtype,
         "onnx_vs_torch_max_abs": onnx_error, "storage_vs_trained_max_abs": storage_error,
-        "reference_chunks": int(references.get("chunks", 0)),
+        "reference_chunks": int(references.get("chunks", 0)), **quantization,
     }
     provenance.pop("history", None)
     bundle_config = BundleConfig(
@@ -124,14 +144,15 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, weight_dtype:
     )
     write_bundle(out_dir, bundle_config, model_bytes)
     return {"bundle": str(out_dir), "bytes": len(model_bytes), "onnx_vs_torch": onnx_error,
-            "storage_vs_trained": storage_error}
+            "storage_vs_trained": storage_error, **quantization}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="best.pt of a finished training run")
     parser.add_argument("-o", "--out", required=True, help="bundle folder to write")
-    parser.add_argument("--weights", choices=("float16", "float32"), default="float16",
-                        help="storage precision of the weights in model.onnx")
+    parser.add_argument("--weights", choices=WEIGHT_TYPES, default="int8",
+                        help="int8: dynamically quantised, 2x faster on CPUs (default); float16: half-size float "
+                             "weights computed in float32; float32")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed ONNX/PyTorch difference")
 
 
@@ -148,9 +169,11 @@ def run(args) -> int:
     except ExportError as error:
         print(f"stream-dc export: error: {error}", file=sys.stderr)
         return 1
-    print(f"wrote {summary['bundle']} ({summary['bytes'] / 1e6:.1f} MB model; ONNX vs PyTorch max difference "
-          f"{summary['onnx_vs_torch']:.1e}; {args.weights} storage changes embeddings by at most "
-          f"{summary['storage_vs_trained']:.1e})", file=sys.stderr)
+    detail = (f"int8 vs float32: mean cosine {summary['mean_cosine_vs_float32']:.5f}, largest difference "
+              f"{summary['max_abs_vs_float32']:.3f}" if args.weights == "int8" else
+              f"{args.weights} storage changes embeddings by at most {summary['storage_vs_trained']:.1e}")
+    print(f"wrote {summary['bundle']} ({summary['bytes'] / 1e6:.1f} MB model; float graph vs PyTorch max difference "
+          f"{summary['onnx_vs_torch']:.1e}; {detail})", file=sys.stderr)
     return 0
 
 

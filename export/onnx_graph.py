@@ -72,9 +72,26 @@ def build_model(weights: dict, n_mels: int, embedding_dim: int, weight_dtype: st
     return model.SerializeToString()
 
 
+def quantize_int8(model_bytes: bytes) -> bytes:
+    """Dynamic int8 quantisation (ONNX Runtime's ``quantize_dynamic``): int8 LSTM and MatMul weights, activations
+    quantised on the fly. About 4x smaller and 2x faster on a CPU than float32."""
+    import logging
+    import tempfile
+    from pathlib import Path
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    logging.getLogger().setLevel(logging.ERROR)  # quantize_dynamic logs advice about pre-processing
+    with tempfile.TemporaryDirectory() as folder:
+        source, target = Path(folder) / "float32.onnx", Path(folder) / "int8.onnx"
+        source.write_bytes(model_bytes)
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+        return target.read_bytes()
+
+
 def round_to_storage(weights: dict, weight_dtype: str) -> dict:
     """The weights as the graph will see them after storage (float16 rounding when stored as float16)."""
-    if weight_dtype == "float32":
+    if weight_dtype in ("float32", "int8"):  # int8 is quantised from the float32 graph
         return weights
 
     def rounded(a):

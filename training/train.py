@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import distributed as dist
 
-from stream_dc.datasets import DATASETS, list_tracks, split_groups
+from stream_dc.datasets import DATASETS, DatasetError, list_tracks, split_groups
 from stream_dc.features import FeatureConfig, LogMel
 
 from .data import Chunks, compute_mixes, load_all, make_chunks, normalisation, remix_pairs
@@ -402,7 +402,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="stream-dc train", description=__doc__.splitlines()[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
-    train(args)
+    try:
+        train(args)
+    except (DatasetError, ValueError) as error:
+        print(f"stream-dc train: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("stream-dc train: interrupted; continue with --resume", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stream_dc.bundle import load_bundle
+
+
+@pytest.fixture(scope="session")
+def bundle():
+    """The shipped default model."""
+    return load_bundle()
+
+
+class ConstantEmbeddings:
+    """Stands in for the network: every bin of window ``k`` gets the voice reference embedding when
+    ``pattern(k)`` is True, the accompaniment one otherwise, so masks are exactly known."""
+
+    provider = "test"
+
+    def __init__(self, bundle, pattern=lambda k: True):
+        self.bundle, self.pattern, self.calls = bundle, pattern, 0
+        config = bundle.config
+        self.voice = config.voice_centroid / np.linalg.norm(config.voice_centroid)
+        self.accompaniment = config.accompaniment_centroid / np.linalg.norm(config.accompaniment_centroid)
+
+    def embed(self, features: np.ndarray) -> np.ndarray:
+        batch, frames, bands = features.shape
+        out = np.empty((batch, frames, bands, len(self.voice)), np.float32)
+        for b in range(batch):
+            out[b] = self.voice if self.pattern(self.calls) else self.accompaniment
+            self.calls += 1
+        return out
+
+
+@pytest.fixture
+def constant_model():
+    return ConstantEmbeddings
+
+
+def tone(seconds: float, rate: int, channels: int = 1, freq: float = 440.0) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    x = 0.3 * np.sin(2 * np.pi * freq * t)
+    return np.repeat(x[:, None], channels, axis=1).astype(np.float32)
+
+
+def noise(seconds: float, rate: int, channels: int = 1, seed: int = 0) -> np.ndarray:
+    return (0.1 * np.random.default_rng(seed).standard_normal((int(seconds * rate), channels))).astype(np.float32)

@@ -1,0 +1,194 @@
+"""Offline separation API, bundle checks, device choice, and a runtime that never needs PyTorch."""
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from stream_dc.bundle import BundleError, load_bundle
+from stream_dc.cluster import OnlineCentroids, kmeans, voice_clusters
+from stream_dc.inference import DeviceError, EmbeddingModel, choose_providers
+from stream_dc.separator import InputError, Separator
+from tests.conftest import noise, tone
+from tests.synthetic import accompaniment, voice
+
+
+@pytest.fixture(scope="module")
+def separator():
+    return Separator(device="cpu")
+
+
+@pytest.mark.parametrize("rate,channels", [(16000, 1), (16000, 2), (44100, 2), (48000, 1), (22050, 3)])
+def test_separate_keeps_rate_channels_and_length(separator, rate, channels):
+    audio = tone(1.3, rate, channels) + noise(1.3, rate, channels)
+    vocals, accompaniment_out = separator.separate(audio, rate)
+    assert vocals.shape == audio.shape and accompaniment_out.shape == audio.shape
+    assert vocals.dtype == np.float32
+    # projection masks are complementary: the stems add up to the mixture
+    np.testing.assert_allclose(vocals + accompaniment_out, audio, atol=1e-5)
+
+
+def test_separate_one_dimensional_input(separator):
+    audio = tone(0.5, 16000)[:, 0]
+    vocals, _ = separator.separate(audio, 16000)
+    assert vocals.shape == audio.shape
+
+
+def test_shipped_model_separates_a_synthetic_mixture(separator):
+    rng = np.random.default_rng(5)
+    v, a = voice(6.0, 16000, rng), accompaniment(6.0, 16000, rng)
+    a *= np.sqrt(np.mean(v ** 2) / np.mean(a ** 2))
+    vocals, _ = separator.separate(v + a, 16000)
+
+    def sdr(reference, estimate):
+        return 10 * np.log10(np.sum(reference ** 2) / np.sum((reference - estimate) ** 2))
+
+    # synthetic tones over noise bursts are far from the singing the model learned (it gains about 2.4 dB
+    # here against about 8 dB GNSDR on held-out MIR-1K singers); this checks that it separates at all
+    assert sdr(v, vocals) > sdr(v, v + a) + 1.0
+
+
+def test_silence_in_silence_out(separator):
+    silence = np.zeros((20000, 2), np.float32)
+    vocals, accompaniment_out = separator.separate(silence, 44100)
+    assert vocals.shape == silence.shape
+    assert np.all(vocals == 0) and np.all(accompaniment_out == 0)
+
+
+def test_bad_arrays(separator):
+    with pytest.raises(InputError, match="empty"):
+        separator.separate(np.zeros((0, 2), np.float32), 44100)
+    bad = tone(0.5, 16000)
+    bad[100] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        separator.separate(bad, 16000)
+    with pytest.raises(InputError, match="sample rate"):
+        separator.separate(tone(0.1, 16000), 10)
+
+
+def test_inverse_mel_reconstruction(separator):
+    paper = Separator(separator.bundle, device="cpu", reconstruction="inverse-mel")
+    audio = tone(1.0, 44100, 2) + noise(1.0, 44100, 2)
+    vocals, accompaniment_out = paper.separate(audio, 44100)
+    assert vocals.shape == audio.shape
+    assert np.all(np.isfinite(vocals)) and np.std(accompaniment_out) > 0
+
+
+def test_device_choice():
+    assert choose_providers("cpu") == ["CPUExecutionProvider"]
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        with pytest.raises(DeviceError, match="onnxruntime-gpu"):
+            choose_providers("cuda")
+        assert choose_providers("auto") == ["CPUExecutionProvider"]
+    with pytest.raises(DeviceError):
+        choose_providers("tpu")
+
+
+def copy_bundle(tmp_path):
+    target = tmp_path / "bundle"
+    shutil.copytree(load_bundle().directory, target)
+    return target
+
+
+def test_bundle_errors(tmp_path):
+    with pytest.raises(BundleError, match="not a directory"):
+        load_bundle(tmp_path / "missing")
+    target = copy_bundle(tmp_path)
+    config = json.loads((target / "config.json").read_text())
+
+    (target / "config.json").write_text("{not json")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        load_bundle(target)
+
+    broken = dict(config, voice_centroid=[1.0, 2.0])
+    (target / "config.json").write_text(json.dumps(broken))
+    with pytest.raises(BundleError, match="voice_centroid"):
+        load_bundle(target)
+
+    (target / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "feature_mean"}))
+    with pytest.raises(BundleError, match="incomplete"):
+        load_bundle(target)
+
+    (target / "config.json").write_text(json.dumps(config))
+    data = bytearray((target / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (target / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="checksum"):
+        load_bundle(target)
+
+    (target / "model.onnx").unlink()
+    with pytest.raises(BundleError, match="no model.onnx"):
+        load_bundle(target)
+
+
+def test_bundle_whose_graph_does_not_match_its_config(tmp_path):
+    from stream_dc.bundle import sha256_of
+
+    target = copy_bundle(tmp_path)
+    config = json.loads((target / "config.json").read_text())
+    (target / "model.onnx").write_bytes(b"garbage, not an ONNX graph")
+    config["model_sha256"] = sha256_of(b"garbage, not an ONNX graph")
+    (target / "config.json").write_text(json.dumps(config))
+    with pytest.raises(BundleError, match="cannot be loaded"):
+        EmbeddingModel(load_bundle(target), "cpu")
+
+
+def test_kmeans_and_labels():
+    rng = np.random.default_rng(0)
+    a = rng.normal([1, 0, 0], 0.05, (200, 3))
+    b = rng.normal([0, 1, 0], 0.05, (300, 3))
+    centroids = kmeans(np.concatenate([a, b]).astype(np.float32), 2, seed=1)
+    labels = voice_clusters(centroids, np.array([1, 0, 0.0]), np.array([0, 1, 0.0]))
+    assert sorted(labels.tolist()) == [False, True]
+    assert np.allclose(centroids[labels][0], [1, 0, 0], atol=0.02)
+    # two clusters both near the accompaniment reference are both accompaniment
+    c = rng.normal([0, 1, 0.3], 0.05, (100, 3))
+    centroids = kmeans(np.concatenate([b, c]).astype(np.float32), 2, seed=1)
+    assert not voice_clusters(centroids, np.array([1, 0, 0.0]), np.array([0, 1, 0.0])).any()
+
+
+def test_online_centroids_ignore_silence_and_follow_data():
+    tracker = OnlineCentroids(np.array([1, 0, 0], np.float32), np.array([0, 1, 0], np.float32))
+    tracker.update(np.zeros((3, 3), np.float32))  # too few active bins: nothing changes
+    assert not tracker.fitted and np.all(np.isfinite(tracker.centroids))
+    rng = np.random.default_rng(1)
+    points = np.concatenate([rng.normal([0.9, 0.1, 0], 0.02, (100, 3)), rng.normal([0.1, 0.9, 0], 0.02, (100, 3))])
+    tracker.update(points.astype(np.float32))
+    assert tracker.fitted and tracker.voice_labels().tolist() == [True, False]
+    for _ in range(20):  # the voice drifts; its centroid follows and keeps its label
+        points[:100, 2] += 0.02
+        tracker.update(points.astype(np.float32))
+    assert tracker.centroids[0, 2] > 0.3 and tracker.voice_labels().tolist() == [True, False]
+
+
+def test_runtime_runs_without_torch(tmp_path):
+    """Block torch entirely, then import the runtime, build the CLI and separate."""
+    script = textwrap.dedent("""
+        import sys
+        sys.modules["torch"] = None  # any 'import torch' now fails
+        import numpy as np
+        import stream_dc
+        from stream_dc.cli import build_parser
+        from stream_dc import Separator, StreamProcessor
+        build_parser()
+        audio = np.random.default_rng(0).standard_normal((8000, 2)).astype(np.float32) * 0.1
+        v, a = Separator(device="cpu").separate(audio, 16000)
+        p = StreamProcessor(sample_rate=16000, channels=2, device="cpu")
+        out = p.process(audio)
+        assert v.shape == audio.shape and out.shape == audio.shape
+        loaded = [m for m, module in sys.modules.items() if module is not None]
+        assert not [m for m in loaded if m.startswith(("torch", "training", "export"))]
+        print("ok")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+    cli = subprocess.run([sys.executable, "-c", "import sys; sys.modules['torch'] = None; "
+                          "from stream_dc.cli import main; sys.exit(main(['export', 'x.pt', '-o', 'y']))"],
+                         capture_output=True, text=True)
+    assert cli.returncode == 1 and "pip install 'stream-dc[train]'" in cli.stderr

@@ -187,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=int, help="sample rate (default: the devices' default rate)")
     p.add_argument("--channels", type=int, default=2, help="channels")
     p.add_argument("--blocksize", type=int, default=1024, help="frames per audio callback")
+    p.add_argument("--buffer", type=float, default=250.0, metavar="MS",
+                   help="jitter buffer between the audio callback and the processor (ms)")
     p.add_argument("--duration", type=float, help="stop after this many seconds (default: run until Ctrl-C)")
     add_stream_arguments(p)
     add_model_arguments(p)

@@ -48,7 +48,7 @@ def load_stems(ref: TrackRef) -> Stems:
 
 def load_all(refs: list[TrackRef], workers: int = 1) -> list[Stems]:
     if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        with ProcessPoolExecutor(workers, initializer=single_threaded_worker) as pool:
             return list(pool.map(load_stems, refs, chunksize=8))
     return [load_stems(r) for r in refs]
 
@@ -146,17 +146,35 @@ def make_chunks(mixes: list[MixFeatures], chunk: int, log_mel: LogMel, rng: np.r
 _WORKER_STATE: dict = {}
 
 
-def _init_worker(stems: list[Stems], log_mel: LogMel) -> None:
-    _WORKER_STATE["stems"], _WORKER_STATE["log_mel"] = stems, log_mel
+def single_threaded_worker() -> None:
+    """Worker processes run one BLAS thread each: many workers with a thread per core thrash the CPU."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(1)
 
 
-def _remix_features(job: tuple[int, int, int]) -> MixFeatures:
+def remix_features(stems: list[Stems], log_mel: LogMel, job: tuple[int, int, int]) -> MixFeatures:
+    """Features of voice ``i`` over accompaniment ``j`` (its own when ``i == j``), remixed with ``seed``."""
     i, j, seed = job
-    stems, log_mel = _WORKER_STATE["stems"], _WORKER_STATE["log_mel"]
     voice = stems[i].voice
     accompaniment = stems[i].accompaniment if i == j else remix(voice, stems[j].accompaniment,
                                                                  np.random.default_rng(seed))
     return mix_features(voice, accompaniment, log_mel)
+
+
+def _worker_remix_features(job: tuple[int, int, int]) -> MixFeatures:
+    return remix_features(_WORKER_STATE["stems"], _WORKER_STATE["log_mel"], job)
+
+
+def worker_pool(stems: list[Stems], log_mel: LogMel, workers: int) -> ProcessPoolExecutor:
+    """Forked workers that compute ``_worker_remix_features`` on these stems."""
+    import multiprocessing
+
+    _WORKER_STATE["stems"], _WORKER_STATE["log_mel"] = stems, log_mel  # inherited by fork, never pickled
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                               initializer=single_threaded_worker)
 
 
 def compute_mixes(stems: list[Stems], pairs: list[tuple[int, int]], log_mel: LogMel, seed: int,
@@ -164,11 +182,6 @@ def compute_mixes(stems: list[Stems], pairs: list[tuple[int, int]], log_mel: Log
     """Features of the mixtures ``pairs`` (``(i, i)`` is clip ``i``'s original mixture)."""
     jobs = [(i, j, seed * 1_000_003 + k) for k, (i, j) in enumerate(pairs)]
     if workers > 1 and len(jobs) > 1:
-        import multiprocessing
-
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                 initargs=(stems, log_mel)) as pool:
-            return list(pool.map(_remix_features, jobs, chunksize=4))
-    _init_worker(stems, log_mel)
-    return [_remix_features(job) for job in jobs]
+        with worker_pool(stems, log_mel, workers) as pool:
+            return list(pool.map(_worker_remix_features, jobs, chunksize=4))
+    return [remix_features(stems, log_mel, job) for job in jobs]

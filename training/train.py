@@ -16,7 +16,6 @@ import math
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -27,7 +26,8 @@ from torch import distributed as dist
 from stream_dc.datasets import DATASETS, DatasetError, list_tracks, split_groups
 from stream_dc.features import FeatureConfig, LogMel
 
-from .data import Chunks, compute_mixes, load_all, make_chunks, normalisation, remix_pairs
+from .data import (Chunks, _worker_remix_features, compute_mixes, load_all, make_chunks, normalisation,
+                   remix_features, remix_pairs, worker_pool)
 from .loss import deep_clustering_loss
 from .model import PRESETS, DeepClusteringNet, ModelConfig
 
@@ -166,41 +166,28 @@ def reference_centroids(model, chunks: Chunks, batch: int, device) -> tuple[np.n
 
 
 class EpochData:
-    """Computes each epoch's remixed mixtures in worker processes, one epoch ahead of training."""
+    """Computes each epoch's remixed mixtures, in worker processes one epoch ahead of training when there are
+    workers. A remix depends only on the seed, the epoch and its index, never on the worker that made it."""
 
     def __init__(self, stems, originals, log_mel: LogMel, args, share: list[int]):
         self.stems, self.originals, self.log_mel, self.args, self.share = stems, originals, log_mel, args, share
-        self.pool = None
-        if args.workers > 1:
-            import multiprocessing
+        self.pool = worker_pool(stems, log_mel, args.workers) if args.workers > 1 else None
+        self.pending: dict[int, list] = {}
 
-            from . import data
-
-            data._init_worker(stems, log_mel)  # inherited by the forked workers
-            self.pool = ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("fork"))
-        self.pending: dict[int, object] = {}
-
-    def _pairs(self, epoch: int):
+    def _jobs(self, epoch: int) -> list[tuple[int, int, int]]:
         rng = np.random.default_rng([self.args.seed, epoch])
         pairs = remix_pairs(self.stems, self.args.remixes, rng)
         mine = set(self.share)
-        return [(i, j) for i, j in pairs if i in mine]
+        base = (self.args.seed * 7919 + epoch) * 1_000_003
+        return [(i, j, base + k) for k, (i, j) in enumerate(pairs) if i in mine]
 
     def prefetch(self, epoch: int) -> None:
-        if self.pool is None or epoch in self.pending:
-            return
-        from .data import _remix_features
-
-        jobs = [(i, j, (self.args.seed * 7919 + epoch) * 1_000_003 + k) for k, (i, j) in enumerate(self._pairs(epoch))]
-        self.pending[epoch] = [self.pool.submit(_remix_features, job) for job in jobs]
+        if self.pool is not None and epoch not in self.pending:
+            self.pending[epoch] = [self.pool.submit(_worker_remix_features, job) for job in self._jobs(epoch)]
 
     def mixes(self, epoch: int):
         if self.pool is None:
-            pairs = self._pairs(epoch)
-            from .data import _remix_features
-
-            remixed = [_remix_features((i, j, (self.args.seed * 7919 + epoch) * 1_000_003 + k))
-                       for k, (i, j) in enumerate(pairs)]
+            remixed = [remix_features(self.stems, self.log_mel, job) for job in self._jobs(epoch)]
         else:
             self.prefetch(epoch)
             remixed = [future.result() for future in self.pending.pop(epoch)]

@@ -1,0 +1,145 @@
+"""``stream-dc live`` on a real audio device: a JACK server with its dummy driver, which runs in real time.
+
+A JACK client plays a known stereo mixture into stream-dc's input ports and records its output ports; the recording
+must equal the StreamProcessor's own output for the input stream-dc heard, with no underruns, and SIGINT must end
+the process with exit code 0. Needs jackd (Debian's jackd2), PortAudio (libportaudio2) and the JACK-Client package;
+``.ci/run`` installs them.
+"""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from stream_dc.stream import StreamProcessor
+from tests.synthetic import accompaniment, voice
+
+RATE, PERIOD = 44100, 512
+pytestmark = pytest.mark.live
+
+
+@pytest.fixture(scope="module")
+def jack_server(tmp_path_factory):
+    if shutil.which("jackd") is None:
+        pytest.skip("jackd is not installed (apt-get install jackd2)")
+    jack = pytest.importorskip("jack")
+    try:
+        import sounddevice  # noqa: F401
+    except OSError:
+        pytest.skip("PortAudio is not installed (apt-get install libportaudio2)")
+    name = f"streamdc{os.getpid()}"
+    log = open(tmp_path_factory.mktemp("jack") / "jackd.log", "w")
+    server = subprocess.Popen(["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", str(RATE), "-p", str(PERIOD)],
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            jack.Client("probe", servername=name, no_start_server=True).close()
+            break
+        except jack.JackOpenError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                pytest.fail(f"jackd did not start (see {log.name})")
+            time.sleep(0.2)
+    yield name
+    server.terminate()
+    server.wait(timeout=10)
+    log.close()
+
+
+class JackTester:
+    """A JACK client that plays ``signal`` from the cycle ``start()`` is called and records what it hears."""
+
+    def __init__(self, server, signal_, record_seconds):
+        import jack
+
+        self.client = jack.Client("tester", servername=server, no_start_server=True)
+        self.outs = [self.client.outports.register(f"out_{c}") for c in range(2)]
+        self.ins = [self.client.inports.register(f"in_{c}") for c in range(2)]
+        self.signal = signal_
+        self.recording = np.zeros((int(record_seconds * RATE), 2), np.float32)
+        self.position = None  # samples played so far, None before start
+        self.done = threading.Event()
+        self.client.set_process_callback(self.process)
+
+    def process(self, frames):
+        if self.position is None:
+            for port in self.outs:
+                port.get_array().fill(0)
+            return
+        start, end = self.position, self.position + frames
+        for c, port in enumerate(self.outs):
+            out = port.get_array()
+            out.fill(0)
+            chunk = self.signal[start:end, c]
+            out[:len(chunk)] = chunk
+        if end <= len(self.recording):
+            for c, port in enumerate(self.ins):
+                self.recording[start:end, c] = port.get_array()
+        else:
+            self.done.set()
+        self.position = end
+
+    def start(self):
+        self.position = 0
+
+
+def test_live_output_matches_the_stream_processor(jack_server, bundle):
+    rng = np.random.default_rng(11)
+    v, a = voice(6.0, RATE, rng), accompaniment(6.0, RATE, rng)
+    mixture = np.stack([v + a, 0.8 * v + a], axis=1).astype(np.float32)
+    preset = "low"
+    latency = StreamProcessor(bundle, RATE, 2, latency=preset).latency_samples
+    env = dict(os.environ, JACK_DEFAULT_SERVER=jack_server, PYTHONUNBUFFERED="1")
+    live = subprocess.Popen([sys.executable, "-m", "stream_dc", "live", "--blocksize", str(PERIOD), "--latency",
+                             preset, "--device", "cpu", "--input", "system", "--output", "system"],
+                            env=env, stderr=subprocess.PIPE, text=True)
+    tester = JackTester(jack_server, mixture, record_seconds=len(mixture) / RATE + latency / RATE + 1.5)
+    try:
+        with tester.client:
+            deadline = time.monotonic() + 30
+            while not tester.client.get_ports("PortAudio:", is_audio=True):
+                assert live.poll() is None, live.stderr.read()
+                assert time.monotonic() < deadline, "stream-dc live did not open its JACK ports"
+                time.sleep(0.1)
+            time.sleep(0.5)
+            for c in range(2):
+                for source in tester.client.get_all_connections(f"PortAudio:in_{c}"):
+                    tester.client.disconnect(source, f"PortAudio:in_{c}")
+                tester.client.connect(f"tester:out_{c}", f"PortAudio:in_{c}")
+                tester.client.connect(f"PortAudio:out_{c}", f"tester:in_{c}")
+            time.sleep(0.3)
+            tester.start()
+            assert tester.done.wait(timeout=60)
+        live.send_signal(signal.SIGINT)
+        _, stderr = live.communicate(timeout=30)
+    finally:
+        if live.poll() is None:
+            live.kill()
+    assert live.returncode == 0, stderr
+    summary = stderr.strip().splitlines()[-1]
+    assert "underruns 0" in summary and "overruns 0" in summary, summary
+    recorded = tester.recording
+    assert np.sum(recorded ** 2) > 1.0  # something came out
+
+    # stream-dc's processor starts with the first sound, at a JACK cycle boundary: the recording is its output for
+    # the mixture, delayed by the jitter buffer and the JACK graph (whole periods)
+    tail = np.zeros((latency + 4 * RATE, 2), np.float32)
+    heard = np.concatenate([mixture, tail])
+    processor = StreamProcessor(bundle, RATE, 2, latency=preset, device="cpu")
+    expected = np.concatenate([processor.process(heard[i:i + PERIOD]) for i in range(0, len(heard), PERIOD)])
+    errors = {}
+    for periods in range(0, 40):
+        delay = periods * PERIOD
+        segment = np.concatenate([np.zeros((delay, 2), np.float32), expected])[:len(recorded)]
+        errors[delay] = np.sum((segment - recorded) ** 2)
+    delay = min(errors, key=errors.get)
+    snr = 10 * np.log10(np.sum(recorded ** 2) / max(errors[delay], 1e-30))
+    buffer = int(np.ceil(0.25 * RATE / PERIOD)) * PERIOD  # the default 250 ms jitter buffer, in whole blocks
+    assert buffer <= delay <= buffer + 2 * PERIOD, delay
+    assert snr > 60, f"live output differs from the processor's own: {snr:.1f} dB at delay {delay}"

@@ -1,0 +1,86 @@
+"""Training end to end on synthetic data: it learns, it resumes exactly, it runs under torchrun (gloo)."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+
+from tests.synthetic import accompaniment, voice, write_mir1k_like  # noqa: E402
+
+TRAIN = ["--validation", "dave", "--preset", "tiny", "--workers", "1", "--batch-frames", "1600", "--seed", "3"]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("synthetic")
+    write_mir1k_like(folder, ["alice", "bob", "carol", "dave"], clips_per_singer=5, seconds=4.0)
+    return folder
+
+
+def train(args):
+    from training.train import main
+
+    assert main(args) == 0
+
+
+def read_log(run):
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_tiny_model_learns_to_separate(dataset, tmp_path):
+    from export.exporter import export_checkpoint
+    from stream_dc.separator import Separator
+
+    run = tmp_path / "run"
+    train(["--data", str(dataset), "--out", str(run), "--epochs-short", "4", "--epochs-long", "2"] + TRAIN)
+    log = read_log(run)
+    assert [e["chunk"] for e in log] == [100] * 4 + [500] * 2
+    assert log[-1]["val_loss"] < log[0]["val_loss"]
+    export_checkpoint(run / "best.pt", tmp_path / "bundle", "float32")
+    separator = Separator(str(tmp_path / "bundle"), device="cpu")
+    rng = np.random.default_rng(99)  # unseen mixtures
+    gains = []
+    for _ in range(3):
+        v, a = voice(4.0, 16000, rng), accompaniment(4.0, 16000, rng)
+        a *= np.sqrt(np.mean(v ** 2) / np.mean(a ** 2))
+        vocals, _ = separator.separate(v + a, 16000)
+        sdr = lambda est: 10 * np.log10(np.sum(v ** 2) / np.sum((v - est) ** 2))  # noqa: E731
+        gains.append(sdr(vocals) - sdr(v + a))
+    assert np.mean(gains) > 3.0, gains
+
+
+@pytest.mark.slow
+def test_resume_continues_exactly(dataset, tmp_path):
+    common = ["--data", str(dataset), "--epochs-short", "2", "--epochs-long", "1"] + TRAIN
+    train(common + ["--out", str(tmp_path / "whole")])
+    train(common + ["--out", str(tmp_path / "parts"), "--max-minutes", "0.0001"])  # stops after one epoch
+    assert len(read_log(tmp_path / "parts")) == 1
+    train(common + ["--out", str(tmp_path / "parts"), "--resume"])
+    whole, parts = read_log(tmp_path / "whole"), read_log(tmp_path / "parts")
+    assert len(parts) == 3
+    for a, b in zip(whole, parts):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
+    best = torch.load(tmp_path / "parts" / "best.pt", weights_only=False)
+    assert "references" in best and best["provenance"]["complete"]
+
+
+@pytest.mark.slow
+def test_distributed_training_with_two_cpu_processes(dataset, tmp_path):
+    run = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "training.train", "--data", str(dataset), "--out", str(run), "--epochs-short", "1",
+               "--epochs-long", "1", "--device", "cpu"] + TRAIN
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = read_log(run)
+    assert len(log) == 2
+    best = torch.load(run / "best.pt", weights_only=False)
+    assert best["provenance"]["world_size"] == 2 and "references" in best

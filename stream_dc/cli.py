@@ -31,7 +31,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
     from .stream import KEEP, PRESETS
 
-    parser.add_argument("--latency", choices=sorted(PRESETS), default="balanced", help="streaming window preset")
+    parser.add_argument("--latency", default="balanced", metavar="PRESET",
+                        help=f"streaming window preset: {', '.join(PRESETS)}, or hop=FRAMES,lookahead=FRAMES "
+                             "(8 ms frames)")
     parser.add_argument("--keep", choices=KEEP, default="accompaniment",
                         help="which stem to output (accompaniment = vocal remover)")
     parser.add_argument("--vocal-gain", type=float, metavar="DB",
@@ -53,9 +55,16 @@ def cmd_separate(args) -> int:
     from .io import AtomicWavWriter, open_source, output_subtype
     from .separator import InputError, Separator
 
+    if args.plot:
+        if args.mode != "offline":
+            return fail("separate", "--plot draws the offline analysis: use it with --mode offline")
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            return fail("separate", "--plot needs matplotlib: pip install 'stream-dc[eval]'")
     try:
         separator = Separator(args.model, device=args.device, reconstruction=args.reconstruction, mode=args.mode,
-                              latency=args.latency)
+                              latency=args.latency, keep_analysis=args.plot)
     except (BundleError, DeviceError, ValueError) as error:
         return fail("separate", str(error))
     if not args.quiet:
@@ -82,10 +91,11 @@ def cmd_separate(args) -> int:
             separator.separate_source(source, lambda v, a: (writers[0].write(v), writers[1].write(a)))
             for writer in writers:
                 writer.commit()
-            if args.plot:
-                from .plots import plot_separation
+            if args.plot and separator.analysis is not None:  # (silent input: nothing to draw)
+                from .plots import plot_analysis
 
-                plot_separation(separator, path, folder / "separation.png")
+                plot_analysis(separator.analysis, separator.bundle.config.features.frame_rate, Path(path).name,
+                              folder / "separation.png")
             seconds = time.perf_counter() - started
             duration = writers[0].frames / source.sample_rate
             if not args.quiet:

@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .bundle import Bundle, load_bundle
-from .cluster import kmeans, voice_clusters
+from .cluster import kmeans, nearest, voice_clusters
 from .features import LogMel
 from .frontend import AnalysisFrontEnd
 from .inference import EmbeddingModel
@@ -28,6 +28,20 @@ BLOCK = 1 << 16  # samples per block when reading arrays or files
 
 class InputError(ValueError):
     """The audio cannot be separated (empty, non-finite samples, ...)."""
+
+
+@dataclass
+class Analysis:
+    """What an offline run computed, kept for pictures: log-mel and voice masks ``(frames, n_mels)``, the fitted
+    centroids ``(2, dim)`` with their voice flags, and a sample of the embeddings they were fitted on with its
+    cluster labels, ``(n, dim)`` and ``(n,)``."""
+
+    log_mel: np.ndarray
+    masks: np.ndarray
+    centroids: np.ndarray
+    voice_flags: np.ndarray
+    sample: np.ndarray
+    sample_labels: np.ndarray
 
 
 @dataclass
@@ -75,7 +89,7 @@ class Separator:
 
     def __init__(self, bundle: Bundle | str | None = None, device: str = "auto", reconstruction: str = "projection",
                  mode: str = "offline", latency: str = "balanced", fit_windows: int = 32, fit_points: int = 100_000,
-                 batch_size: int = 4, seed: int = 0):
+                 batch_size: int = 4, seed: int = 0, keep_analysis: bool = False):
         if reconstruction not in RECONSTRUCTIONS:
             raise ValueError(f"unknown reconstruction {reconstruction!r}: choose one of {', '.join(RECONSTRUCTIONS)}")
         if mode not in ("offline", "stream"):
@@ -88,6 +102,9 @@ class Separator:
         self.log_mel = LogMel(config.features, config.feature_mean, config.feature_std)
         self.reconstruction, self.mode, self.latency = reconstruction, mode, latency
         self.fit_windows, self.fit_points, self.batch_size, self.seed = fit_windows, fit_points, batch_size, seed
+        self.keep_analysis = keep_analysis
+        self.analysis: Analysis | None = None  # the last offline run's, when keep_analysis is set
+        self._fit: tuple | None = None
 
     @property
     def provider(self) -> str:
@@ -111,7 +128,10 @@ class Separator:
             self._separate_streaming(source, write)
             return
         log_mel, n_samples = self.analyse(source)
-        track = MelMaskTrack.from_array(self.voice_masks(log_mel))
+        masks = self.voice_masks(log_mel)
+        if self.keep_analysis and self._fit is not None:
+            self.analysis = Analysis(log_mel, masks, *self._fit)
+        track = MelMaskTrack.from_array(masks)
         synthesis = make_synthesis(self.reconstruction, self.bundle.config.features, source.sample_rate, source.channels)
         for block in source.blocks():
             synthesis.push(block)
@@ -155,6 +175,7 @@ class Separator:
         size, frames = config.window_frames, len(log_mel)
         masks = np.zeros_like(log_mel, dtype=np.float32)
         active = self.log_mel.active_bins(log_mel)
+        self._fit = None
         if active.sum() < 2:  # silence in, silence out
             return masks
         starts = list(range(0, frames, size))
@@ -171,6 +192,9 @@ class Separator:
             points = points[rng.choice(len(points), self.fit_points, replace=False)]
         centroids = kmeans(points, 2, seed=self.seed)
         voice_flags = voice_clusters(centroids, config.voice_centroid, config.accompaniment_centroid)
+        if self.keep_analysis:
+            sample = points[rng.choice(len(points), min(len(points), 4000), replace=False)]
+            self._fit = (centroids, voice_flags, sample, nearest(sample, centroids))
         self._assign(cached, starts, masks, centroids, voice_flags, frames)
         pending = [i for i in range(len(starts)) if i not in fit_index]
         for group in range(0, len(pending), self.batch_size):

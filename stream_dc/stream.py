@@ -60,12 +60,24 @@ KEEP = ("accompaniment", "vocals")
 
 
 def get_preset(latency: str | LatencyPreset) -> LatencyPreset:
+    """A named preset, or a custom schedule written ``hop=H,lookahead=L[,crossfade=X]`` in 8 ms frames."""
     if isinstance(latency, LatencyPreset):
         return latency
-    try:
+    if latency in PRESETS:
         return PRESETS[latency]
-    except KeyError:
-        raise ValueError(f"unknown latency preset {latency!r}: choose one of {', '.join(PRESETS)}") from None
+    if "=" in latency:
+        try:
+            values = {k.strip(): int(v) for k, v in (item.split("=") for item in latency.split(","))}
+            hop, lookahead = values.pop("hop"), values.pop("lookahead")
+            crossfade = values.pop("crossfade", min(20, hop, 2 * lookahead) // 2 * 2)
+            if values:
+                raise KeyError(", ".join(values))
+        except (KeyError, ValueError):
+            raise ValueError(f"custom latency {latency!r}: write hop=FRAMES,lookahead=FRAMES[,crossfade=FRAMES]") \
+                from None
+        return LatencyPreset(latency, hop=hop, lookahead=lookahead, crossfade=crossfade, description="custom")
+    raise ValueError(f"unknown latency preset {latency!r}: choose one of {', '.join(PRESETS)} "
+                     "or write hop=FRAMES,lookahead=FRAMES") from None
 
 
 def crossfade_weights(length: int) -> np.ndarray:

@@ -177,7 +177,8 @@ def test_stream_broken_pipe_ends_cleanly():
 
 @pytest.mark.parametrize("args,message", [
     (["--rate", "0"], "--rate"), (["--channels", "0"], "--channels"), (["--block", "0"], "--block"),
-    (["--latency", "instant"], "invalid choice"), (["--wav"], "not a WAV stream"),
+    (["--latency", "instant"], "unknown latency preset"), (["--latency", "hop=9"], "custom latency"),
+    (["--wav"], "not a WAV stream"),
 ])
 def test_stream_bad_parameters(args, message):
     result = run(["stream"] + args, input=b"garbage bytes!")

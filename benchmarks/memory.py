@@ -1,0 +1,84 @@
+"""Peak memory of long runs: ``stream-dc stream`` after 1 and 60 minutes, ``stream-dc separate`` on an hour.
+
+    python benchmarks/memory.py [--minutes 1 60] [--offline-minutes 60]
+
+Audio is generated on the fly (the song looped) and piped in, so the input never sits in this process's memory;
+the peak resident set size of each command comes from the kernel (``wait4``). Writes
+benchmarks/results/memory.csv.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import soundfile as sf
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import machine, music, table, write_csv  # noqa: E402
+from stream_dc.io import encode_pcm  # noqa: E402
+
+CLI = [sys.executable, "-m", "stream_dc"]
+RATE, CHANNELS = 44100, 2
+
+
+def peak_of(process: subprocess.Popen) -> tuple[int, float]:
+    """Wait for ``process``; return its exit status and peak resident memory in MB."""
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return process.returncode, usage.ru_maxrss / 1024
+
+
+def stream_peak(minutes: float, preset: str) -> dict:
+    chunk = encode_pcm(music(60.0, RATE, CHANNELS), "s16")  # one minute, sent again and again
+    started = time.perf_counter()
+    process = subprocess.Popen(CLI + ["stream", "--rate", str(RATE), "--channels", str(CHANNELS), "--dtype", "s16",
+                                      "--latency", preset, "-q"],
+                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    whole, part = divmod(minutes, 1.0)
+    for _ in range(int(whole)):
+        process.stdin.write(chunk)
+    process.stdin.write(chunk[: int(len(chunk) * part) // (2 * CHANNELS) * (2 * CHANNELS)])
+    process.stdin.close()
+    code, peak = peak_of(process)
+    assert code == 0
+    return {"command": f"stream --latency {preset}", "minutes": minutes, "peak_mb": f"{peak:.0f}",
+            "seconds": f"{time.perf_counter() - started:.0f}"}
+
+
+def separate_peak(minutes: float) -> dict:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "long.wav"
+        block = music(60.0, RATE, CHANNELS)
+        with sf.SoundFile(path, "w", RATE, CHANNELS, subtype="PCM_16") as handle:
+            for _ in range(int(minutes)):
+                handle.write(block)
+        started = time.perf_counter()
+        process = subprocess.Popen(CLI + ["separate", str(path), "-o", folder, "-q"])
+        code, peak = peak_of(process)
+        assert code == 0
+        return {"command": "separate (offline)", "minutes": minutes, "peak_mb": f"{peak:.0f}",
+                "seconds": f"{time.perf_counter() - started:.0f}"}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, nargs="+", default=[1.0, 60.0], help="stream input lengths")
+    parser.add_argument("--offline-minutes", type=float, default=60.0, help="length of the offline file (0: skip)")
+    parser.add_argument("--preset", default="balanced")
+    args = parser.parse_args()
+    rows = [stream_peak(m, args.preset) for m in args.minutes]
+    if args.offline_minutes:
+        rows.append(separate_peak(args.offline_minutes))
+    print(f"machine: {machine()}; 44.1 kHz stereo")
+    print(table(rows, ["command", "minutes", "peak_mb", "seconds"]))
+    print(f"wrote {write_csv('memory.csv', rows)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -28,6 +28,7 @@ from .datasets import DATASETS, DatasetError, Track, list_tracks
 from .features import ANALYSIS_RATE, FeatureConfig, LogMel, ideal_binary_mask, mono_downmix, stft
 from .masks import MelMaskTrack
 from .resample import resample
+from .stft import FrameAnalyzer, OverlapAdd, StftGeometry
 from .synthesis import ProjectionSynthesis
 
 SYSTEMS = ("stream-dc", "ibm-mel", "ibm-stft", "repet", "mixture")
@@ -73,26 +74,28 @@ def synthesise(mixture: np.ndarray, sample_rate: int, mel_masks: np.ndarray, fea
     return np.concatenate([first[0], rest[0]]), np.concatenate([first[1], rest[1]])
 
 
+def whole_stft(audio: np.ndarray, sample_rate: int) -> tuple[StftGeometry, np.ndarray]:
+    """STFT of a whole ``(samples, channels)`` signal at its own rate: ``(frames, bins, channels)``."""
+    geometry = StftGeometry.for_rate(sample_rate)
+    analyzer = FrameAnalyzer(geometry, audio.shape[1], geometry.first_frame)
+    spectra = np.concatenate([analyzer.process(audio)[1], analyzer.flush(geometry.frames_covering(len(audio)))[1]])
+    return geometry, spectra
+
+
+def masked_stems(spectra: np.ndarray, voice_mask: np.ndarray, geometry: StftGeometry, length: int):
+    """Voice and accompaniment from ``spectra`` and a voice mask of the same shape (or ``(frames, bins, 1)``)."""
+    stems = []
+    for mask in (voice_mask, 1.0 - voice_mask):
+        stems.append(OverlapAdd(geometry, spectra.shape[2]).add(spectra * mask)[:length])
+    return stems[0], stems[1]
+
+
 def stft_ibm(track: Track):
     """Oracle binary mask on the STFT at the track's rate (per channel) -> ``(voice, accompaniment)``."""
-    from .stft import FrameAnalyzer, OverlapAdd, StftGeometry
-
-    geometry = StftGeometry.for_rate(track.sample_rate)
-    channels = track.voice.shape[1]
-    end = geometry.frames_covering(len(track.voice))
-
-    def spectra(x):
-        analyzer = FrameAnalyzer(geometry, channels, geometry.first_frame)
-        return np.concatenate([analyzer.process(x)[1], analyzer.flush(end)[1]])
-
-    voice, accompaniment = spectra(track.voice), spectra(track.accompaniment)
+    geometry, voice = whole_stft(track.voice, track.sample_rate)
+    _, accompaniment = whole_stft(track.accompaniment, track.sample_rate)
     mask = (np.abs(voice) > np.abs(accompaniment)).astype(np.float32)
-    mixture = voice + accompaniment
-    out = []
-    for m in (mask, 1.0 - mask):
-        ola = OverlapAdd(geometry, channels)
-        out.append(ola.add(mixture * m)[:len(track.voice)])
-    return out[0], out[1]
+    return masked_stems(voice + accompaniment, mask, geometry, len(track.voice))
 
 
 def repet_sim(mixture: np.ndarray, sample_rate: int):
@@ -102,37 +105,40 @@ def repet_sim(mixture: np.ndarray, sample_rate: int):
         import librosa
     except ImportError:
         raise RuntimeError("the repet baseline needs librosa: pip install 'stream-dc[eval]'") from None
-    from .stft import FrameAnalyzer, OverlapAdd, StftGeometry
-
-    geometry = StftGeometry.for_rate(sample_rate)
-    channels = mixture.shape[1]
-    analyzer = FrameAnalyzer(geometry, channels, geometry.first_frame)
-    spectra = np.concatenate([analyzer.process(mixture)[1], analyzer.flush(geometry.frames_covering(len(mixture)))[1]])
+    geometry, spectra = whole_stft(mixture, sample_rate)
     magnitude = np.abs(spectra).mean(axis=2)  # (frames, bins), averaged over channels
-    frames_per_second = sample_rate / geometry.hop
-    background = librosa.decompose.nn_filter(magnitude.T, aggregate=np.median, metric="cosine",
-                                             width=int(round(2 * frames_per_second))).T
+    # neighbours are at least 2 s apart (less on clips too short for that)
+    width = max(1, min(int(round(2 * sample_rate / geometry.hop)), (len(magnitude) - 1) // 2 - 1))
+    background = librosa.decompose.nn_filter(magnitude.T, aggregate=np.median, metric="cosine", width=width).T
     background = np.minimum(magnitude, background)
     voice_mask = librosa.util.softmask(magnitude - background, 2 * background, power=2).astype(np.float32)
-    out = []
-    for m in (voice_mask, 1.0 - voice_mask):
-        ola = OverlapAdd(geometry, channels)
-        out.append(ola.add(spectra * m[:, :, None])[:len(mixture)])
-    return out[0], out[1]
+    return masked_stems(spectra, voice_mask[:, :, None], geometry, len(mixture))
 
 
 # -- scoring --------------------------------------------------------------------------------------------------
+def museval_metrics():
+    """museval's BSS Eval v4 module (numpy + scipy only), loaded by itself: importing the museval package loads
+    musdb, which refuses to import without ffmpeg."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("museval")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("--bss v4 needs museval: pip install museval")
+    location = Path(list(spec.submodule_search_locations)[0]) / "metrics.py"
+    module_spec = importlib.util.spec_from_file_location("stream_dc_museval_metrics", location)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
 def bss_scores(references: list[np.ndarray], estimates: list[np.ndarray], sample_rate: int, version: str) -> dict:
     """``{metric: [voice, accompaniment]}`` for ``(samples, channels)`` references and estimates."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if version == "v4":
-            try:
-                import museval
-            except ImportError:
-                raise RuntimeError("--bss v4 needs museval: pip install museval") from None
-            sdr, _, sir, sar, _ = museval.metrics.bss_eval(
-                np.stack(references), np.stack(estimates), window=sample_rate, hop=sample_rate)
+            sdr, _, sir, sar, _ = museval_metrics().bss_eval(
+                np.stack(references), np.stack(estimates), window=sample_rate, hop=sample_rate,
+                compute_permutation=False)
             return {m: [float(np.nanmedian(v)) for v in values] for m, values in zip(METRICS, (sdr, sir, sar))}
         try:
             from mir_eval import separation

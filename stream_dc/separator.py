@@ -88,7 +88,7 @@ class Separator:
     """
 
     def __init__(self, bundle: Bundle | str | None = None, device: str = "auto", reconstruction: str = "projection",
-                 mode: str = "offline", latency: str = "balanced", fit_windows: int = 32, fit_points: int = 100_000,
+                 mode: str = "offline", latency: str = "balanced", fit_windows: int = 32, fit_points: int = 40_000,
                  batch_size: int = 4, seed: int = 0, keep_analysis: bool = False):
         if reconstruction not in RECONSTRUCTIONS:
             raise ValueError(f"unknown reconstruction {reconstruction!r}: choose one of {', '.join(RECONSTRUCTIONS)}")

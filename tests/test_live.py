@@ -19,7 +19,7 @@ import pytest
 from stream_dc.stream import StreamProcessor
 from tests.synthetic import accompaniment, voice
 
-RATE, PERIOD = 44100, 512
+RATE, PERIOD = 44100, 1024
 pytestmark = pytest.mark.live
 
 
@@ -65,7 +65,12 @@ class JackTester:
         self.recording = np.zeros((int(record_seconds * RATE), 2), np.float32)
         self.position = None  # samples played so far, None before start
         self.done = threading.Event()
+        self.xruns = 0
         self.client.set_process_callback(self.process)
+        self.client.set_xrun_callback(self.xrun)
+
+    def xrun(self, delay):
+        self.xruns += 1
 
     def process(self, frames):
         if self.position is None:
@@ -89,17 +94,14 @@ class JackTester:
         self.position = 0
 
 
-def test_live_output_matches_the_stream_processor(jack_server, bundle):
-    rng = np.random.default_rng(11)
-    v, a = voice(6.0, RATE, rng), accompaniment(6.0, RATE, rng)
-    mixture = np.stack([v + a, 0.8 * v + a], axis=1).astype(np.float32)
-    preset = "low"
-    latency = StreamProcessor(bundle, RATE, 2, latency=preset).latency_samples
-    env = dict(os.environ, JACK_DEFAULT_SERVER=jack_server, PYTHONUNBUFFERED="1")
+def live_run(server, mixture, preset, buffer_ms, record_seconds):
+    """Run ``stream-dc live`` on the JACK server, play ``mixture`` into it and record it; stop it with SIGINT.
+    Returns ``(exit code, stderr, recording, xruns the JACK server reported)``."""
+    env = dict(os.environ, JACK_DEFAULT_SERVER=server, PYTHONUNBUFFERED="1")
     live = subprocess.Popen([sys.executable, "-m", "stream_dc", "live", "--blocksize", str(PERIOD), "--latency",
-                             preset, "--device", "cpu", "--input", "system", "--output", "system"],
-                            env=env, stderr=subprocess.PIPE, text=True)
-    tester = JackTester(jack_server, mixture, record_seconds=len(mixture) / RATE + latency / RATE + 1.5)
+                             preset, "--device", "cpu", "--input", "system", "--output", "system",
+                             "--buffer", str(buffer_ms)], env=env, stderr=subprocess.PIPE, text=True)
+    tester = JackTester(server, mixture, record_seconds)
     try:
         with tester.client:
             deadline = time.monotonic() + 30
@@ -114,6 +116,7 @@ def test_live_output_matches_the_stream_processor(jack_server, bundle):
                 tester.client.connect(f"tester:out_{c}", f"PortAudio:in_{c}")
                 tester.client.connect(f"PortAudio:out_{c}", f"tester:in_{c}")
             time.sleep(0.3)
+            tester.xruns = 0
             tester.start()
             assert tester.done.wait(timeout=60)
         live.send_signal(signal.SIGINT)
@@ -121,10 +124,27 @@ def test_live_output_matches_the_stream_processor(jack_server, bundle):
     finally:
         if live.poll() is None:
             live.kill()
-    assert live.returncode == 0, stderr
-    summary = stderr.strip().splitlines()[-1]
-    assert "underruns 0" in summary and "overruns 0" in summary, summary
-    recorded = tester.recording
+    return live.returncode, stderr, tester.recording, tester.xruns
+
+
+def test_live_output_matches_the_stream_processor(jack_server, bundle):
+    rng = np.random.default_rng(11)
+    v, a = voice(6.0, RATE, rng), accompaniment(6.0, RATE, rng)
+    mixture = np.stack([v + a, 0.8 * v + a], axis=1).astype(np.float32)
+    preset, buffer_ms = "low", 400
+    latency = StreamProcessor(bundle, RATE, 2, latency=preset).latency_samples
+    record_seconds = (len(mixture) + latency) / RATE + buffer_ms / 1000 + 1.0
+    # A JACK xrun (the dummy driver missing its deadline on a busy machine) loses samples between the clients,
+    # outside stream-dc, and makes the comparison meaningless: such runs are repeated.
+    for attempt in range(3):
+        code, stderr, recorded, xruns = live_run(jack_server, mixture, preset, buffer_ms, record_seconds)
+        assert code == 0, stderr
+        summary = stderr.strip().splitlines()[-1]
+        assert "underruns 0" in summary and "overruns 0" in summary, summary
+        if xruns == 0:
+            break
+    else:
+        pytest.skip(f"the JACK server reported xruns in all 3 runs (machine too busy): {summary}")
     assert np.sum(recorded ** 2) > 1.0  # something came out
 
     # stream-dc's processor starts with the first sound, at a JACK cycle boundary: the recording is its output for
@@ -133,13 +153,12 @@ def test_live_output_matches_the_stream_processor(jack_server, bundle):
     heard = np.concatenate([mixture, tail])
     processor = StreamProcessor(bundle, RATE, 2, latency=preset, device="cpu")
     expected = np.concatenate([processor.process(heard[i:i + PERIOD]) for i in range(0, len(heard), PERIOD)])
+    buffer = int(np.ceil(buffer_ms / 1000 * RATE / PERIOD)) * PERIOD  # the jitter buffer, in whole blocks
     errors = {}
-    for periods in range(0, 40):
-        delay = periods * PERIOD
+    for delay in range(0, buffer + 4 * PERIOD, PERIOD):
         segment = np.concatenate([np.zeros((delay, 2), np.float32), expected])[:len(recorded)]
         errors[delay] = np.sum((segment - recorded) ** 2)
     delay = min(errors, key=errors.get)
     snr = 10 * np.log10(np.sum(recorded ** 2) / max(errors[delay], 1e-30))
-    buffer = int(np.ceil(0.25 * RATE / PERIOD)) * PERIOD  # the default 250 ms jitter buffer, in whole blocks
     assert buffer <= delay <= buffer + 2 * PERIOD, delay
     assert snr > 60, f"live output differs from the processor's own: {snr:.1f} dB at delay {delay}"

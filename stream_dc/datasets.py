@@ -107,7 +107,7 @@ def _load_stems(ref: TrackRef) -> Track:
         others = {"accompaniment": others["accompaniment"]}
     if others:
         accompaniment = np.zeros_like(voice)
-        for name, path in sorted(others.items()):
+        for _, path in sorted(others.items()):
             stem, stem_rate = _read(path)
             if stem_rate != rate or stem.shape[1] != voice.shape[1]:
                 raise DatasetError(f"{path}: rate or channel count differs from {ref.paths['vocals']}")

@@ -24,11 +24,6 @@ class AnalysisFrontEnd:
         self.total_frames: int | None = None
         self.frames_out = 0
 
-    @property
-    def resampler_lookahead(self) -> int:
-        """Input samples the resampler needs beyond an output's position."""
-        return self.resampler.taps_after
-
     def _log_mel(self, spectra: np.ndarray) -> np.ndarray:
         self.frames_out += len(spectra)
         return self.log_mel.log_mel(spectra[:, :, 0])

@@ -23,6 +23,7 @@ from .features import LogMel
 from .frontend import AnalysisFrontEnd
 from .inference import EmbeddingModel
 from .masks import MelMaskTrack, cluster_voice_mask
+from .resample import Resampler
 from .stft import StftGeometry
 from .synthesis import ProjectionSynthesis
 
@@ -121,7 +122,7 @@ class StreamProcessor:
         rate_ratio = self.sample_rate / features.sample_rate
         context = preset.crossfade / 2 + preset.hop + preset.lookahead  # analysis frames beyond a mask frame
         lookahead_16k = context * features.hop_length + features.n_fft // 2 - 1
-        resampler_taps = AnalysisFrontEnd(self.log_mel, self.sample_rate).resampler_lookahead
+        resampler_taps = Resampler(self.sample_rate, features.sample_rate, 1).taps_after
         bound = max(native.n_fft - 1, native.n_fft / 2 + lookahead_16k * rate_ratio + resampler_taps)
         return int(math.ceil(bound - 1e-9))
 
@@ -229,7 +230,7 @@ class StreamProcessor:
             self.features_start += drop
 
     def _run_window(self, k: int, first: int, total_frames: int | None) -> None:
-        preset, size = self.preset, self.bundle.config.window_frames
+        preset = self.preset
         log_mel = self._window_features(first, total_frames)
         embeddings = self.model.embed(self.log_mel.normalise(log_mel)[None])[0]  # (window, n_mels, dim)
         self.windows_run += 1

@@ -136,7 +136,7 @@ def test_live_output_matches_the_stream_processor(jack_server, bundle):
     record_seconds = (len(mixture) + latency) / RATE + buffer_ms / 1000 + 1.0
     # A JACK xrun (the dummy driver missing its deadline on a busy machine) loses samples between the clients,
     # outside stream-dc, and makes the comparison meaningless: such runs are repeated.
-    for attempt in range(3):
+    for _ in range(3):
         code, stderr, recorded, xruns = live_run(jack_server, mixture, preset, buffer_ms, record_seconds)
         assert code == 0, stderr
         summary = stderr.strip().splitlines()[-1]

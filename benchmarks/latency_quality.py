@@ -9,6 +9,7 @@ benchmarks/results/latency_quality.csv and .png.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import subprocess
 import sys
@@ -32,56 +33,73 @@ def evaluate(data: str, groups: str, jobs: int, extra: list[str], model: str | N
         return json.loads(report.read_text())["summary"]
 
 
+def draw(rows: list[dict]) -> Path:
+    """The latency/quality curve from the table rows (as written to latency_quality.csv)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    offline = float(next(r["gnsdr_voice"] for r in rows if r["schedule"] == "offline"))
+    oracle = float(next(r["gnsdr_voice"] for r in rows if r["schedule"] == "oracle mel-IBM"))
+    points = sorted((float(r["latency_ms"]), float(r["gnsdr_voice"]),
+                     f"{r['hop']}/{r['lookahead']}" + ("" if r["schedule"] == "custom" else f" {r['schedule']}"))
+                    for r in rows if r["latency_ms"] != "-")
+    figure, axes = plt.subplots(figsize=(7.5, 4.2))
+    axes.plot([p[0] for p in points], [p[1] for p in points], "o-", color="tab:blue", label="streaming schedules")
+    for index, (latency, gnsdr, label) in enumerate(points):
+        axes.annotate(label, (latency, gnsdr), textcoords="offset points", xytext=(5, 7 if index % 2 else -13),
+                      fontsize=7)
+    axes.axhline(offline, color="tab:green", ls="--", label=f"offline, whole file ({offline:.2f} dB)")
+    values = [p[1] for p in points] + [offline]
+    axes.set_ylim(min(values) - 0.15, max(values) + 0.12)
+    axes.set_xlim(0, max(p[0] for p in points) * 1.12)
+    axes.set_xlabel("latency at 44.1 kHz (ms)")
+    axes.set_ylabel("GNSDR voice (dB)")
+    axes.set_title(f"Latency vs quality on held-out singers (oracle mel-IBM: {oracle:.2f} dB)\n"
+                   "labels: hop/look-ahead in 8 ms frames", fontsize=9)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / "latency_quality.png"
+    figure.savefig(path, dpi=120)
+    return path
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True)
+    parser.add_argument("--data", help="dataset folder (required unless --from-csv)")
     parser.add_argument("--groups", default="abjones,annar")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--model")
     parser.add_argument("--schedules", nargs="+", default=SCHEDULES)
+    parser.add_argument("--from-csv", action="store_true", help="redraw the curve from results/latency_quality.csv")
     args = parser.parse_args()
+    if args.from_csv:
+        with open(RESULTS / "latency_quality.csv") as handle:
+            print(f"wrote {draw(list(csv.DictReader(handle)))}")
+        return 0
+    if not args.data:
+        parser.error("--data is required")
     reference = evaluate(args.data, args.groups, args.jobs, ["--systems", "stream-dc,ibm-mel"], args.model)
     rows = [{"schedule": "offline", "hop": "-", "lookahead": "-", "latency_ms": "-",
              "gnsdr_voice": f"{reference['stream-dc']['voice']['gnsdr']:.2f}"}]
-    points = []
     for schedule in args.schedules:
         preset = get_preset(schedule)
         latency = StreamProcessor(args.model, 44100, 2, latency=preset).latency_ms
         summary = evaluate(args.data, args.groups, args.jobs, ["--systems", "stream-dc", "--mode", "stream",
                                                                "--latency", schedule], args.model)
-        gnsdr = summary["stream-dc"]["voice"]["gnsdr"]
-        name = schedule if schedule in PRESETS else "custom"
-        rows.append({"schedule": name, "hop": preset.hop, "lookahead": preset.lookahead,
-                     "latency_ms": f"{latency:.0f}", "gnsdr_voice": f"{gnsdr:.2f}"})
-        points.append((latency, gnsdr, f"{preset.hop}/{preset.lookahead}" + (f" {name}" if name != "custom" else "")))
+        rows.append({"schedule": schedule if schedule in PRESETS else "custom", "hop": preset.hop,
+                     "lookahead": preset.lookahead, "latency_ms": f"{latency:.0f}",
+                     "gnsdr_voice": f"{summary['stream-dc']['voice']['gnsdr']:.2f}"})
         print(rows[-1], file=sys.stderr, flush=True)
     rows.append({"schedule": "oracle mel-IBM", "hop": "-", "lookahead": "-", "latency_ms": "-",
                  "gnsdr_voice": f"{reference['ibm-mel']['voice']['gnsdr']:.2f}"})
     print(f"machine: {machine()}; {args.groups} of {args.data}")
     print(table(rows, ["schedule", "hop", "lookahead", "latency_ms", "gnsdr_voice"]))
     write_csv("latency_quality.csv", rows)
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(7, 4.2))
-    points.sort()
-    axes.plot([p[0] for p in points], [p[1] for p in points], "o-", color="tab:blue", label="streaming schedules")
-    for latency, gnsdr, label in points:
-        axes.annotate(label, (latency, gnsdr), textcoords="offset points", xytext=(4, -11), fontsize=7)
-    axes.axhline(reference["stream-dc"]["voice"]["gnsdr"], color="tab:green", ls="--", label="offline (whole file)")
-    axes.axhline(reference["ibm-mel"]["voice"]["gnsdr"], color="tab:gray", ls=":", label="oracle mel-IBM")
-    axes.set_xlabel("latency at 44.1 kHz (ms)")
-    axes.set_ylabel("GNSDR voice (dB)")
-    axes.set_title("Latency vs quality (labels: hop/look-ahead in 8 ms frames)", fontsize=10)
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=8, loc="lower right")
-    figure.tight_layout()
-    RESULTS.mkdir(exist_ok=True)
-    figure.savefig(RESULTS / "latency_quality.png", dpi=120)
-    print(f"wrote {RESULTS / 'latency_quality.csv'} and {RESULTS / 'latency_quality.png'}")
+    print(f"wrote {RESULTS / 'latency_quality.csv'} and {draw(rows)}")
     return 0
 
 

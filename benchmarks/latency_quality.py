@@ -46,7 +46,7 @@ def draw(rows: list[dict]) -> Path:
                      f"{r['hop']}/{r['lookahead']}" + ("" if r["schedule"] == "custom" else f" {r['schedule']}"))
                     for r in rows if r["latency_ms"] != "-")
     figure, axes = plt.subplots(figsize=(7.5, 4.2))
-    axes.plot([p[0] for p in points], [p[1] for p in points], "o-", color="tab:blue", label="streaming schedules")
+    axes.plot([p[0] for p in points], [p[1] for p in points], "o", color="tab:blue", label="streaming schedules (hop/look-ahead)")
     for index, (latency, gnsdr, label) in enumerate(points):
         axes.annotate(label, (latency, gnsdr), textcoords="offset points", xytext=(5, 7 if index % 2 else -13),
                       fontsize=7)

@@ -26,6 +26,7 @@ import numpy as np
 
 from .datasets import DATASETS, DatasetError, Track, list_tracks
 from .features import ANALYSIS_RATE, FeatureConfig, LogMel, ideal_binary_mask, mono_downmix, stft
+from .io import replaced_on_success
 from .masks import MelMaskTrack
 from .resample import resample
 from .stft import FrameAnalyzer, OverlapAdd, StftGeometry
@@ -281,8 +282,6 @@ def run_evaluate(args) -> int:
                   "latency": args.latency if args.mode == "stream" else None, "bss": args.bss,
                   "reconstruction": args.reconstruction, "model": args.model or "default", "clips": clips,
                   "summary": summary, "minutes": total / 60}
-        path = Path(args.json)
-        temporary = path.with_name(f".{path.name}.part")
-        temporary.write_text(json.dumps(report, indent=1))
-        os.replace(temporary, path)
+        with replaced_on_success(args.json) as temporary:
+            temporary.write_text(json.dumps(report, indent=1))
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import struct
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
@@ -61,6 +62,20 @@ def output_subtype(input_subtype: str, requested: str | None) -> str:
     if requested:
         return requested
     return input_subtype if input_subtype in ("PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE") else "FLOAT"
+
+
+@contextmanager
+def replaced_on_success(path: str | Path) -> Iterator[Path]:
+    """Yields a temporary sibling of ``path`` to write; renames it onto ``path`` if the block succeeds, else
+    removes it, so ``path`` is never half-written."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.part")
+    try:
+        yield temporary
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    os.replace(temporary, path)
 
 
 class AtomicWavWriter:

@@ -2,11 +2,11 @@
 mask, and the embeddings projected on their two principal axes, coloured by cluster. Needs matplotlib."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from .io import replaced_on_success
 from .separator import Analysis
 
 MAX_SECONDS = 30.0  # the spectrogram panels show the start of long inputs
@@ -49,9 +49,9 @@ def plot_analysis(analysis: Analysis, frame_rate: float, title: str, path: str |
     right.legend(fontsize=8, markerscale=4)
     figure.suptitle(title, fontsize=11)
     figure.tight_layout()
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.part")
-    figure.savefig(temporary, dpi=100, format="png")
-    plt.close(figure)
-    os.replace(temporary, path)
-    return path
+    try:
+        with replaced_on_success(path) as temporary:
+            figure.savefig(temporary, dpi=100, format="png")
+    finally:
+        plt.close(figure)
+    return Path(path)

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from stream_dc.bundle import load_bundle
-from stream_dc.io import decode_pcm, encode_pcm, read_wav_header, wav_header
+from stream_dc.io import decode_pcm, encode_pcm, read_wav_header, replaced_on_success, wav_header
 from tests.conftest import noise, tone
 
 CLI = [sys.executable, "-m", "stream_dc"]
@@ -52,6 +52,17 @@ def test_separate_modes_and_reconstructions(tmp_path):
         assert result.stderr == ""
         vocals, rate = sf.read(out / "song" / "vocals.wav")
         assert rate == 22050 and vocals.shape == (44100, 2)
+
+
+def test_separate_plot_writes_a_picture(tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "song.wav"
+    sf.write(path, audio(2.0, 16000, 1), 16000)
+    result = run(["separate", str(path), "-o", str(tmp_path / "out"), "--device", "cpu", "--plot"], text=True)
+    assert result.returncode == 0, result.stderr
+    folder = tmp_path / "out" / "song"
+    assert sorted(p.name for p in folder.iterdir()) == ["accompaniment.wav", "separation.png", "vocals.wav"]
+    assert (folder / "separation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_bad_inputs_fail_cleanly_and_others_complete(tmp_path):
@@ -102,6 +113,18 @@ def test_corrupt_model_bundle(tmp_path):
     result = run(["separate", str(path), "-o", str(tmp_path / "out"), "--model", str(tmp_path / "nowhere")],
                  text=True)
     assert result.returncode == 1 and "not a directory" in result.stderr
+
+
+def test_replaced_on_success_never_leaves_a_half_written_file(tmp_path):
+    target = tmp_path / "report.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), replaced_on_success(target) as temporary:
+        temporary.write_text("half")
+        raise RuntimeError("writer failed")
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
+    with replaced_on_success(target) as temporary:
+        temporary.write_text("new")
+    assert target.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
 
 
 @pytest.mark.parametrize("dtype", ["s16", "s24", "f32"])

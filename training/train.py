@@ -25,6 +25,7 @@ from torch import distributed as dist
 
 from stream_dc.datasets import DATASETS, DatasetError, list_tracks, split_groups
 from stream_dc.features import FeatureConfig, LogMel
+from stream_dc.io import replaced_on_success
 
 from .data import (Chunks, _worker_remix_features, compute_mixes, load_all, make_chunks, normalisation,
                    remix_features, remix_pairs, worker_pool)
@@ -199,9 +200,8 @@ class EpochData:
 
 
 def save(path: Path, state: dict) -> None:
-    temporary = path.with_suffix(".tmp")
-    torch.save(state, temporary)
-    os.replace(temporary, path)
+    with replaced_on_success(path) as temporary:
+        torch.save(state, temporary)
 
 
 def train(args) -> Path:

@@ -135,6 +135,7 @@ class LogMel:
     def __init__(self, config: FeatureConfig, mean: np.ndarray | None = None, std: np.ndarray | None = None):
         self.config = config
         self.filterbank = mel_filterbank(config)  # (n_mels, bins)
+        self.filterbank64 = self.filterbank.astype(np.float64)
         self.mean = np.zeros(config.n_mels, np.float32) if mean is None else np.asarray(mean, np.float32)
         self.std = np.ones(config.n_mels, np.float32) if std is None else np.asarray(std, np.float32)
         if self.mean.shape != (config.n_mels,) or self.std.shape != (config.n_mels,):
@@ -143,8 +144,13 @@ class LogMel:
             raise ValueError("normalisation statistics must be finite with a positive standard deviation")
 
     def mel_magnitude(self, spectrum: np.ndarray) -> np.ndarray:
-        """``(frames, bins)`` complex -> ``(frames, n_mels)`` mel magnitude (filterbank applied to ``|X|``)."""
-        return np.abs(spectrum) @ self.filterbank.T
+        """``(frames, bins)`` complex -> ``(frames, n_mels)`` mel magnitude (filterbank applied to ``|X|``).
+
+        A float32 matrix product rounds differently depending on how many frames it gets at once (the BLAS
+        kernel changes with the row count), and one rounding step can flip a binary mask bin; computed in
+        float64 and rounded once, each frame's result no longer depends on how a stream was cut into blocks.
+        """
+        return (np.abs(spectrum).astype(np.float64) @ self.filterbank64.T).astype(np.float32)
 
     def mel_power(self, spectrum: np.ndarray) -> np.ndarray:
         """``(frames, bins)`` complex -> ``(frames, n_mels)`` mel power (filterbank applied to ``|X|^2``)."""

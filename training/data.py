@@ -1,13 +1,16 @@
-"""Training data: 16 kHz mono stems, random 0 dB remixes, features and targets, fixed-length chunks.
+"""Training data: 16 kHz mono stems, remixes (``training.mixing``), features and targets, fixed-length chunks.
 
-Every epoch uses every original voice/accompaniment pairing plus ``remixes`` random pairings per clip (a voice
-with the accompaniment of another clip, from a random offset, scaled to 0 dB). Features and targets come from
+Every epoch uses every original voice/accompaniment pairing plus remixes drawn by the mixing engine (a voice over
+the accompaniment of another song, from a random offset; by default at 0 dB without effects, as the paper).
+Accompaniment-only clips (instrumental music) have an empty voice and serve as accompaniments. Features and
+targets come from
 ``stream_dc.features`` (the runtime's own definition): normalised log-mel input, the ideal binary mask on the mel
 power spectrogram as target, and a weight of 0 on bins more than 40 dB below the mixture's loudest bin.
 Chunks are ``chunk`` frames long; the last chunk of a mixture is padded with silent, zero-weight frames.
 """
 from __future__ import annotations
 
+import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -17,15 +20,23 @@ from stream_dc.datasets import TrackRef
 from stream_dc.features import ANALYSIS_RATE, LogMel, ideal_binary_mask, mono_downmix, stft
 from stream_dc.resample import resample
 
+from .mixing import MixingConfig, RemixSpec, render
+
 
 @dataclass
 class Stems:
-    """Mono 16 kHz stems ``(samples,)`` float32 of one clip."""
+    """Mono 16 kHz stems ``(samples,)`` float32 of one clip; ``voice`` is empty for accompaniment-only clips.
+    ``source`` names the dataset it came from."""
 
     name: str
     group: str
     voice: np.ndarray
     accompaniment: np.ndarray
+    source: str = ""
+
+    @property
+    def has_voice(self) -> bool:
+        return len(self.voice) > 0
 
 
 @dataclass
@@ -39,11 +50,13 @@ class MixFeatures:
 
 def load_stems(ref: TrackRef) -> Stems:
     track = ref.load()
-    voice, accompaniment = mono_downmix(track.voice), mono_downmix(track.accompaniment)
+    accompaniment = mono_downmix(track.accompaniment)
+    voice = mono_downmix(track.voice) if ref.dataset != "instrumental" else np.zeros(0, np.float32)
     if track.sample_rate != ANALYSIS_RATE:
-        voice = resample(voice, track.sample_rate, ANALYSIS_RATE)
         accompaniment = resample(accompaniment, track.sample_rate, ANALYSIS_RATE)
-    return Stems(ref.name, ref.group, voice, accompaniment)
+        if len(voice):
+            voice = resample(voice, track.sample_rate, ANALYSIS_RATE)
+    return Stems(ref.name, f"{ref.dataset}:{ref.group}", voice, accompaniment, ref.dataset)
 
 
 def load_all(refs: list[TrackRef], workers: int = 1) -> list[Stems]:
@@ -62,38 +75,6 @@ def mix_features(voice: np.ndarray, accompaniment: np.ndarray, log_mel: LogMel) 
         voice=ideal_binary_mask(voice_spectrum, accompaniment_spectrum, log_mel),
         weight=log_mel.active_bins(features).astype(np.float32),
     )
-
-
-def rms(x: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if len(x) else 0.0
-
-
-def remix(voice: np.ndarray, accompaniment: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A segment of ``accompaniment`` as long as ``voice`` (from a random offset, looped if shorter), at 0 dB."""
-    n = len(voice)
-    if len(accompaniment) >= n:
-        start = int(rng.integers(0, len(accompaniment) - n + 1))
-        segment = accompaniment[start:start + n]
-    else:
-        start = int(rng.integers(0, len(accompaniment)))
-        segment = np.resize(np.roll(accompaniment, -start), n)
-    voice_level, segment_level = rms(voice), rms(segment)
-    if voice_level > 0 and segment_level > 0:
-        segment = segment * (voice_level / segment_level)
-    return segment.astype(np.float32)
-
-
-def remix_pairs(stems: list[Stems], remixes: int, rng: np.random.Generator) -> list[tuple[int, int]]:
-    """``remixes`` random (voice clip, accompaniment clip) pairs per clip, never a clip with itself."""
-    pairs = []
-    n = len(stems)
-    if n < 2:
-        return pairs
-    for i in range(n):
-        for _ in range(remixes):
-            j = int(rng.integers(0, n - 1))
-            pairs.append((i, j + (j >= i)))
-    return pairs
 
 
 def normalisation(features: list[MixFeatures]) -> tuple[np.ndarray, np.ndarray]:
@@ -147,7 +128,9 @@ _WORKER_STATE: dict = {}
 
 
 def single_threaded_worker() -> None:
-    """Worker processes run one BLAS thread each: many workers with a thread per core thrash the CPU."""
+    """Worker processes run one BLAS thread each (many workers with a thread per core thrash the CPU), at a lower
+    priority than the training process, which they only feed."""
+    os.nice(5)
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
@@ -155,33 +138,33 @@ def single_threaded_worker() -> None:
     threadpool_limits(1)
 
 
-def remix_features(stems: list[Stems], log_mel: LogMel, job: tuple[int, int, int]) -> MixFeatures:
-    """Features of voice ``i`` over accompaniment ``j`` (its own when ``i == j``), remixed with ``seed``."""
-    i, j, seed = job
-    voice = stems[i].voice
-    accompaniment = stems[i].accompaniment if i == j else remix(voice, stems[j].accompaniment,
-                                                                 np.random.default_rng(seed))
-    return mix_features(voice, accompaniment, log_mel)
+def remix_features(stems: list[Stems], log_mel: LogMel, job: int | RemixSpec,
+                   config: MixingConfig = MixingConfig()) -> MixFeatures:
+    """Features of clip ``job``'s original mixture, or of the remix ``job`` rendered with ``config``."""
+    if isinstance(job, RemixSpec):
+        return mix_features(*render(job, stems, config), log_mel)
+    return mix_features(stems[job].voice, stems[job].accompaniment, log_mel)
 
 
-def _worker_remix_features(job: tuple[int, int, int]) -> MixFeatures:
-    return remix_features(_WORKER_STATE["stems"], _WORKER_STATE["log_mel"], job)
+def _worker_remix_features(job: int | RemixSpec) -> MixFeatures:
+    return remix_features(_WORKER_STATE["stems"], _WORKER_STATE["log_mel"], job, _WORKER_STATE["config"])
 
 
-def worker_pool(stems: list[Stems], log_mel: LogMel, workers: int) -> ProcessPoolExecutor:
+def worker_pool(stems: list[Stems], log_mel: LogMel, workers: int,
+                config: MixingConfig = MixingConfig()) -> ProcessPoolExecutor:
     """Forked workers that compute ``_worker_remix_features`` on these stems."""
     import multiprocessing
 
-    _WORKER_STATE["stems"], _WORKER_STATE["log_mel"] = stems, log_mel  # inherited by fork, never pickled
+    # inherited by fork, never pickled
+    _WORKER_STATE["stems"], _WORKER_STATE["log_mel"], _WORKER_STATE["config"] = stems, log_mel, config
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
                                initializer=single_threaded_worker)
 
 
-def compute_mixes(stems: list[Stems], pairs: list[tuple[int, int]], log_mel: LogMel, seed: int,
-                  workers: int = 1) -> list[MixFeatures]:
-    """Features of the mixtures ``pairs`` (``(i, i)`` is clip ``i``'s original mixture)."""
-    jobs = [(i, j, seed * 1_000_003 + k) for k, (i, j) in enumerate(pairs)]
+def compute_mixes(stems: list[Stems], jobs: list, log_mel: LogMel, workers: int = 1,
+                  config: MixingConfig = MixingConfig()) -> list[MixFeatures]:
+    """Features of ``jobs``: clip indices (original mixtures) or ``RemixSpec``s."""
     if workers > 1 and len(jobs) > 1:
-        with worker_pool(stems, log_mel, workers) as pool:
+        with worker_pool(stems, log_mel, workers, config) as pool:
             return list(pool.map(_worker_remix_features, jobs, chunksize=4))
-    return [remix_features(stems, log_mel, job) for job in jobs]
+    return [remix_features(stems, log_mel, job, config) for job in jobs]

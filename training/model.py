@@ -83,6 +83,21 @@ class BatchNormBLSTM(nn.Module):
         scale = self.gamma / torch.sqrt(var + self.eps)
         return self.weight_ih * scale.unsqueeze(-1), self.beta - scale * mean
 
+    @torch.no_grad()
+    def calibrate(self, x: torch.Tensor) -> None:
+        """Re-express the layer so that its batch norm starts from the statistics of ``x`` ``(batch, frames, in)``
+        without changing what it computes in evaluation mode: ``W_ih`` becomes the folded weight ``W``, the running
+        statistics become the mean ``m`` and variance ``v`` of ``W x``, ``gamma = sqrt(v + eps)`` and
+        ``beta = b + m``. A network read back from a bundle (batch norm folded away) can then train again, its
+        batch statistics close to the running ones from the first step."""
+        weight, bias = self.folded_input_weights()
+        self.weight_ih.copy_(weight)
+        mean, var = self.transform_statistics(x)
+        self.running_mean.copy_(mean)
+        self.running_var.copy_(var)
+        self.gamma.copy_(torch.sqrt(var + self.eps))
+        self.beta.copy_(bias + mean)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             mean, var = self.transform_statistics(x)
@@ -113,6 +128,18 @@ class DeepClusteringNet(nn.Module):
             BatchNormBLSTM(sizes[i], config.hidden, config.bn_momentum, config.bn_eps) for i in range(config.layers))
         self.dropout = nn.Dropout(config.dropout)
         self.embedding = nn.Linear(2 * config.hidden, config.n_mels * config.embedding_dim)
+
+    @torch.no_grad()
+    def calibrate_batch_norm(self, features: torch.Tensor) -> None:
+        """``BatchNormBLSTM.calibrate`` every layer on ``features`` ``(batch, frames, n_mels)``; the evaluation-mode
+        output stays the same."""
+        was_training = self.training
+        self.eval()
+        x = features
+        for blstm in self.blstms:
+            blstm.calibrate(x)
+            x = blstm(x)
+        self.train(was_training)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         x = features

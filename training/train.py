@@ -23,22 +23,32 @@ import numpy as np
 import torch
 from torch import distributed as dist
 
+from stream_dc.bundle import BundleError, load_bundle
 from stream_dc.datasets import DATASETS, DatasetError, list_tracks, split_groups
 from stream_dc.features import FeatureConfig, LogMel
 from stream_dc.io import replaced_on_success
 
 from .data import (Chunks, _worker_remix_features, compute_mixes, load_all, make_chunks, normalisation,
-                   remix_features, remix_pairs, worker_pool)
+                   remix_features, worker_pool)
+from .mixing import MixingConfig, draw_remixes
 from .loss import deep_clustering_loss
 from .model import PRESETS, DeepClusteringNet, ModelConfig
 
 
+VALIDATION_STREAM = 1 << 30  # random stream of the validation remixes, apart from every epoch's
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="dataset folder")
-    parser.add_argument("--dataset", choices=DATASETS, default="mir1k")
+    parser.add_argument("--data", required=True, action="append", metavar="[KIND:]PATH",
+                        help=f"dataset folder, repeatable; KIND is one of {', '.join(DATASETS)} (default: --dataset)")
+    parser.add_argument("--dataset", choices=DATASETS, default="mir1k", help="KIND of a --data without one")
     parser.add_argument("--validation", required=True,
-                        help="comma-separated singers (mir1k) or track names held out for validation")
+                        help="comma-separated singers, artists, tracks or files held out for validation")
+    parser.add_argument("--holdout", default="", help="comma-separated groups or tracks left out entirely (kept "
+                        "for reporting)")
     parser.add_argument("--out", required=True, help="run folder for checkpoints and logs")
+    parser.add_argument("--init", nargs="?", const="default", metavar="BUNDLE",
+                        help="start from a model bundle's network and normalisation (default bundle without a value)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="compact", help="network size")
     parser.add_argument("--hidden", type=int, help="override the preset's BLSTM units")
     parser.add_argument("--layers", type=int, help="override the preset's BLSTM layers")
@@ -47,7 +57,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunk-short", type=int, default=100, help="frames per chunk in the first stage")
     parser.add_argument("--chunk-long", type=int, default=500, help="frames per chunk in the second stage")
     parser.add_argument("--batch-frames", type=int, default=3200, help="frames per batch (chunks x chunk length)")
-    parser.add_argument("--remixes", type=int, default=1, help="random remixes per clip and epoch")
+    parser.add_argument("--remixes", type=float, default=1.0,
+                        help="remixes per epoch, as a multiple of the training clips that have a voice")
+    parser.add_argument("--validation-remixes", type=float, default=0.0,
+                        help="fixed remixes of the validation clips (a multiple of their count), scored as a set")
+    parser.add_argument("--snr", type=_range, default=(0.0, 0.0), metavar="LO,HI",
+                        help="voice-to-accompaniment ratio of remixes in dB, uniform (default 0,0)")
+    parser.add_argument("--level", type=_range, metavar="LO,HI",
+                        help="mixture RMS of remixes in dBFS, uniform (default: the voice's own level)")
+    parser.add_argument("--augment", action="store_true", help="random effect chains on remixed voices and "
+                        "accompaniments (reverb, compression, EQ, doubling, distortion, pitch and tempo)")
+    parser.add_argument("--no-voice", type=float, default=0.0, help="fraction of remixes with the voice silenced")
+    parser.add_argument("--voice-mix", type=_shares, default={}, metavar="KIND=SHARE,...",
+                        help="share of remix voices from each dataset (default: by clip count)")
+    parser.add_argument("--accompaniment-mix", type=_shares, default={}, metavar="KIND=SHARE,...",
+                        help="share of remix accompaniments from each dataset (default: by clip count)")
     parser.add_argument("--lr", type=float, default=1e-3, help="RMSprop learning rate")
     parser.add_argument("--clip", type=float, default=5.0, help="gradient norm clip (0: off)")
     parser.add_argument("--patience", type=int, default=3, help="halve the learning rate after this many epochs "
@@ -65,6 +89,61 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, default=0, help="steps per epoch at most (0: all; for smoke runs)")
     parser.add_argument("--reference-clips", type=int, default=300,
                         help="training clips (evenly spread) used to measure the reference centroids")
+
+
+def _range(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI, got {text!r}") from None
+    if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+        raise argparse.ArgumentTypeError(f"expected finite LO <= HI, got {text!r}")
+    return low, high
+
+
+def _shares(text: str) -> dict:
+    try:
+        shares = {k.strip(): float(v) for k, v in (item.split("=") for item in text.split(",") if item)}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected KIND=SHARE,..., got {text!r}") from None
+    if any(k not in DATASETS or not (v >= 0 and math.isfinite(v)) for k, v in shares.items()):
+        raise argparse.ArgumentTypeError(f"expected KIND=SHARE with KIND in {', '.join(DATASETS)} and SHARE >= 0")
+    return shares
+
+
+def mixing_config(args) -> MixingConfig:
+    return MixingConfig(snr_db=tuple(args.snr), level_dbfs=tuple(args.level) if args.level else None,
+                        augment=args.augment, no_voice=args.no_voice, voice_weights=args.voice_mix,
+                        accompaniment_weights=args.accompaniment_mix)
+
+
+def parse_sources(data: list[str], default_kind: str) -> list[tuple[str, str]]:
+    """``--data`` values -> ``(kind, path)``; ``KIND:PATH`` names its kind."""
+    sources = []
+    for value in data:
+        kind, _, path = value.partition(":")
+        sources.append((kind, path) if path and kind in DATASETS else (default_kind, value))
+    return sources
+
+
+def find_clips(args) -> tuple[list, list]:
+    """Training and validation track references over every ``--data`` source (``--holdout`` removed)."""
+    names = lambda text: [n for n in text.split(",") if n]
+    validation, holdout = names(args.validation), names(args.holdout)
+    train_refs, val_refs, found = [], [], set()
+    for kind, path in parse_sources(args.data, args.dataset):
+        refs = list_tracks(path, kind)
+        known = {r.group for r in refs} | {r.name for r in refs}
+        found |= known
+        held_out = {r.group for r in refs if r.name in holdout or r.group in holdout}
+        refs = [r for r in refs if r.group not in held_out]
+        training, held = split_groups(refs, [n for n in validation if n in known])
+        train_refs += training
+        val_refs += held
+    missing = [n for n in validation + holdout if n not in found]
+    if missing:
+        raise DatasetError(f"not in any --data source: {', '.join(missing)}")
+    return train_refs, val_refs
 
 
 class Distributed:
@@ -166,21 +245,53 @@ def reference_centroids(model, chunks: Chunks, batch: int, device) -> tuple[np.n
     return means[0], means[1]
 
 
+def validation_sets(stems: list, raw: LogMel, log_mel: LogMel, args) -> dict[str, Chunks]:
+    """Fixed validation chunks by set: the original mixtures of each dataset (``mixes:<kind>``) and, with
+    ``--validation-remixes``, remixes of the validation clips drawn once (``remixes``)."""
+    sets: dict[str, list] = {}
+    voiced = [i for i, clip in enumerate(stems) if clip.has_voice]
+    for i, mix in zip(voiced, compute_mixes(stems, voiced, raw, args.workers)):
+        sets.setdefault(f"mixes:{stems[i].source}", []).append(mix)
+    if args.validation_remixes > 0:
+        config = mixing_config(args)
+        specs = draw_remixes(stems, round(args.validation_remixes * len(voiced)), config,
+                             np.random.default_rng([args.seed, VALIDATION_STREAM]))
+        if specs:
+            sets["remixes"] = compute_mixes(stems, specs, raw, args.workers, config)
+    if not sets:
+        raise DatasetError("no validation clip has a voice")
+    return {name: make_chunks(mixes, args.chunk_long, log_mel) for name, mixes in sorted(sets.items())}
+
+
+def reference_mixes(stems: list, originals: dict, raw: LogMel, args) -> list:
+    """Mixtures whose embeddings define the reference centroids: up to ``--reference-clips`` originals, evenly
+    spread, and as many remixes drawn as in training (when the epochs have remixes)."""
+    keys = sorted(originals)
+    spread = np.linspace(0, len(keys) - 1, min(args.reference_clips, len(keys))).round().astype(int)
+    mixes = [originals[keys[i]] for i in sorted(set(spread))]
+    if args.remixes > 0:
+        config = mixing_config(args)
+        specs = draw_remixes(stems, len(mixes), config, np.random.default_rng([args.seed, VALIDATION_STREAM + 1]))
+        mixes += compute_mixes(stems, specs, raw, args.workers, config)
+    return mixes
+
+
 class EpochData:
     """Computes each epoch's remixed mixtures, in worker processes one epoch ahead of training when there are
     workers. A remix depends only on the seed, the epoch and its index, never on the worker that made it."""
 
-    def __init__(self, stems, originals, log_mel: LogMel, args, share: list[int]):
-        self.stems, self.originals, self.log_mel, self.args, self.share = stems, originals, log_mel, args, share
-        self.pool = worker_pool(stems, log_mel, args.workers) if args.workers > 1 else None
+    def __init__(self, stems, originals: dict, log_mel: LogMel, args, distributed: Distributed):
+        self.stems, self.originals, self.log_mel, self.args = stems, originals, log_mel, args
+        self.rank, self.world = distributed.rank, distributed.world
+        self.config = mixing_config(args)
+        self.pool = worker_pool(stems, log_mel, args.workers, self.config) if args.workers > 1 else None
         self.pending: dict[int, list] = {}
 
-    def _jobs(self, epoch: int) -> list[tuple[int, int, int]]:
+    def _jobs(self, epoch: int) -> list:
         rng = np.random.default_rng([self.args.seed, epoch])
-        pairs = remix_pairs(self.stems, self.args.remixes, rng)
-        mine = set(self.share)
-        base = (self.args.seed * 7919 + epoch) * 1_000_003
-        return [(i, j, base + k) for k, (i, j) in enumerate(pairs) if i in mine]
+        count = round(self.args.remixes * sum(s.has_voice for s in self.stems))
+        specs = draw_remixes(self.stems, count, self.config, rng)
+        return specs[self.rank::self.world]
 
     def prefetch(self, epoch: int) -> None:
         if self.pool is not None and epoch not in self.pending:
@@ -188,11 +299,12 @@ class EpochData:
 
     def mixes(self, epoch: int):
         if self.pool is None:
-            remixed = [remix_features(self.stems, self.log_mel, job) for job in self._jobs(epoch)]
+            remixed = [remix_features(self.stems, self.log_mel, job, self.config) for job in self._jobs(epoch)]
         else:
             self.prefetch(epoch)
             remixed = [future.result() for future in self.pending.pop(epoch)]
-        return [self.originals[i] for i in self.share] + remixed
+        mine = sorted(self.originals)[self.rank::self.world]
+        return [self.originals[i] for i in mine] + remixed
 
     def close(self) -> None:
         if self.pool is not None:
@@ -220,36 +332,61 @@ def train(args) -> Path:
         last = out / "last.pt"
         if not last.exists():
             raise SystemExit(f"error: --resume but {last} does not exist")
-        resume_state = torch.load(last, map_location="cpu", weights_only=False)
+        resume_state = torch.load(last, map_location="cpu", weights_only=True)
         log(f"resuming {last} after epoch {resume_state['train_state']['epoch']}")
 
     # data
-    refs = list_tracks(args.data, args.dataset)
-    validation_groups = [g for g in args.validation.split(",") if g]
-    train_refs, val_refs = split_groups(refs, validation_groups)
+    train_refs, val_refs = find_clips(args)
     log(f"{len(train_refs)} training clips ({len({r.group for r in train_refs})} groups), "
-        f"{len(val_refs)} validation clips ({', '.join(validation_groups)}) on {device}")
+        f"{len(val_refs)} validation clips ({len({r.group for r in val_refs})} groups) on {device}")
     train_stems = load_all(train_refs, args.workers)
     val_stems = load_all(val_refs, args.workers)
-    feature_config = FeatureConfig()
+    voiced = [i for i, stems in enumerate(train_stems) if stems.has_voice]
+    if not voiced:
+        raise DatasetError("no training clip has a voice")
+    bundle = None
+    if args.init and resume_state is None:
+        bundle = load_bundle(None if args.init == "default" else args.init)
+        feature_config = bundle.config.features
+        mean, std = bundle.config.feature_mean, bundle.config.feature_std
+    elif resume_state is not None:
+        feature_config = FeatureConfig.from_dict(resume_state["feature_config"])
+        mean = np.asarray(resume_state["feature_mean"], np.float32)
+        std = np.asarray(resume_state["feature_std"], np.float32)
+    else:
+        feature_config = FeatureConfig()
     raw = LogMel(feature_config)
-    originals = compute_mixes(train_stems, [(i, i) for i in range(len(train_stems))], raw, 0, args.workers)
-    mean, std = normalisation(originals)
+    originals = dict(zip(voiced, compute_mixes(train_stems, voiced, raw, args.workers)))
+    if bundle is None and resume_state is None:
+        mean, std = normalisation(list(originals.values()))
     log_mel = LogMel(feature_config, mean, std)
-    val_mixes = compute_mixes(val_stems, [(i, i) for i in range(len(val_stems))], raw, 0, args.workers)
-    val_chunks = make_chunks(val_mixes, args.chunk_long, log_mel)
-    share = list(range(distributed.rank, len(train_stems), distributed.world))
-    epoch_data = EpochData(train_stems, originals, log_mel, args, share)
+    val_chunks = validation_sets(val_stems, raw, log_mel, args)
+    log("validation sets: " + ", ".join(f"{name} ({len(chunks)} chunks)" for name, chunks in val_chunks.items()))
+    epoch_data = EpochData(train_stems, originals, log_mel, args, distributed)
 
     # model and state
-    model_config = model_config_from(args)
-    model = DeepClusteringNet(model_config).to(device)
+    if resume_state is not None:
+        model_config = ModelConfig.from_dict(resume_state["model_config"])
+        model = DeepClusteringNet(model_config)
+        model.load_state_dict(resume_state["model_state"])
+    elif bundle is not None:
+        from export.bundle_weights import model_from_bundle
+
+        model = model_from_bundle(bundle)
+        model_config = model.config
+        calibration = make_chunks(list(originals.values()), args.chunk_long, log_mel)
+        pick = np.random.default_rng(args.seed).permutation(len(calibration))[:64]
+        model.calibrate_batch_norm(torch.from_numpy(calibration.features[np.sort(pick)]))
+        log(f"initialised from {bundle.directory} ({model_config.layers}x{model_config.hidden} BLSTM)")
+    else:
+        model_config = model_config_from(args)
+        model = DeepClusteringNet(model_config)
+    model = model.to(device)
     stages = [(args.chunk_short, args.epochs_short), (args.chunk_long, args.epochs_long)]
     state = {"epoch": 0, "stage": 0 if args.epochs_short else 1, "stage_epoch": 0, "stage_seconds": 0.0,
              "best_val": math.inf, "best_epoch": 0, "lr": args.lr, "stale": 0, "history": []}
     optimizer_state = None
     if resume_state is not None:
-        model.load_state_dict(resume_state["model_state"])
         optimizer_state = resume_state["optimizer_state"]
         state = resume_state["train_state"]
     wrapped = model
@@ -260,8 +397,11 @@ def train(args) -> Path:
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
     provenance = {
-        "dataset": args.dataset, "data": str(args.data), "training_groups": sorted({r.group for r in train_refs}),
-        "validation_groups": validation_groups, "training_clips": len(train_refs), "validation_clips": len(val_refs),
+        "data": [f"{kind}:{path}" for kind, path in parse_sources(args.data, args.dataset)],
+        "training_groups": sorted({s.group for s in train_stems}), "validation_groups": sorted({s.group for s in val_stems}),
+        "training_clips": len(train_refs), "validation_clips": len(val_refs),
+        "initialised_from": str(bundle.directory) if bundle is not None else (
+            resume_state["provenance"].get("initialised_from") if resume_state is not None else None),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "world_size": distributed.world,
         "arguments": vars(args),
     }
@@ -271,7 +411,8 @@ def train(args) -> Path:
     def checkpoint(with_optimizer: bool) -> dict:
         saved = {
             "model_config": model_config.to_dict(), "model_state": model.state_dict(), "train_state": state,
-            "feature_config": feature_config.to_dict(), "feature_mean": mean, "feature_std": std,
+            "feature_config": feature_config.to_dict(), "feature_mean": [float(v) for v in mean],
+            "feature_std": [float(v) for v in std],
             "provenance": provenance,
         }
         if with_optimizer:
@@ -291,7 +432,7 @@ def train(args) -> Path:
             state["stage_epoch"], state["stage_seconds"] = 0, 0.0
             if state["stage"] < len(stages) and (out / "best.pt").exists():
                 # curriculum: continue from the best short-chunk network with a fresh optimizer
-                best = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
+                best = torch.load(out / "best.pt", map_location="cpu", weights_only=True)
                 model.load_state_dict(best["model_state"])
                 optimizer = torch.optim.RMSprop(model.parameters(), lr=args.lr)
                 state["lr"], state["stale"] = args.lr, 0
@@ -324,7 +465,9 @@ def train(args) -> Path:
             progress.set_postfix(loss=f"{running / (step + 1):.4f}")
         progress.close()
         train_loss = distributed.all_sum([running / max(steps, 1)])[0] / distributed.world
-        val = validation_loss(model, val_chunks, max(1, args.batch_frames // args.chunk_long), device, distributed)
+        val_sets = {name: validation_loss(model, chunks, max(1, args.batch_frames // args.chunk_long), device,
+                                          distributed) for name, chunks in val_chunks.items()}
+        val = float(np.mean(list(val_sets.values())))  # every set counts the same, however many chunks it has
         improved = val < state["best_val"]
         if improved:
             state["best_val"], state["best_epoch"], state["stale"] = val, epoch + 1, 0
@@ -338,7 +481,8 @@ def train(args) -> Path:
         seconds = time.monotonic() - epoch_start
         state["epoch"], state["stage_epoch"] = epoch + 1, state["stage_epoch"] + 1
         state["stage_seconds"] += seconds
-        entry = {"epoch": epoch + 1, "chunk": chunk, "train_loss": train_loss, "val_loss": val, "lr": state["lr"],
+        entry = {"epoch": epoch + 1, "chunk": chunk, "train_loss": train_loss, "val_loss": val, "val_sets": val_sets,
+                 "lr": state["lr"],
                  "steps": steps, "seconds": round(seconds, 1), "best": improved,
                  "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         state["history"].append(entry)
@@ -358,13 +502,12 @@ def train(args) -> Path:
 
     epoch_data.close()
     if distributed.main:
-        best = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
+        best = torch.load(out / "best.pt", map_location="cpu", weights_only=True)
         model.load_state_dict(best["model_state"])
-        spread = np.linspace(0, len(originals) - 1, min(args.reference_clips, len(originals))).round().astype(int)
-        reference_set = make_chunks([originals[i] for i in sorted(set(spread))], args.chunk_long, log_mel)
+        reference_set = make_chunks(reference_mixes(train_stems, originals, raw, args), args.chunk_long, log_mel)
         voice_centroid, accompaniment_centroid = reference_centroids(
             model, reference_set, max(1, args.batch_frames // args.chunk_long), device)
-        best["references"] = {"voice": voice_centroid, "accompaniment": accompaniment_centroid,
+        best["references"] = {"voice": voice_centroid.tolist(), "accompaniment": accompaniment_centroid.tolist(),
                               "chunks": len(reference_set)}
         best["provenance"] = {**provenance, "best_epoch": state["best_epoch"], "best_val_loss": state["best_val"],
                               "epochs": state["epoch"], "history": state["history"], "complete": not stopped_early,
@@ -386,12 +529,13 @@ def _progress(total: int, description: str, enabled: bool):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="stream-dc train", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="stream-dc train", description=__doc__.splitlines()[0],
+                                     fromfile_prefix_chars="@")
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:
         train(args)
-    except (DatasetError, ValueError) as error:
+    except (DatasetError, BundleError, ValueError) as error:
         print(f"stream-dc train: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

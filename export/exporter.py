@@ -77,7 +77,8 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, weight_dtype:
     """Export ``checkpoint`` to the bundle ``out_dir``; returns a summary dict. Raises ExportError."""
     checkpoint = Path(checkpoint)
     try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        # weights_only: a checkpoint holds tensors and plain values; unpickling anything else could run code
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise ExportError(f"checkpoint not found: {checkpoint}") from None
     except Exception as error:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cluster import CLEAR_VOICE, WEAK_VOICE
 from .features import FeatureConfig
 
 BUNDLE_FORMAT = 1
@@ -42,6 +43,9 @@ class BundleConfig:
     model_sha256: str
     architecture: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
+    # voice labelling thresholds (clear, weak) measured on training mixtures; see cluster.voice_clusters
+    voice_thresholds: tuple[float, float] = (CLEAR_VOICE, WEAK_VOICE)
+    mask_softness: float = 0.0  # 0: binary masks; > 0: soft masks from the cluster posteriors
     input_name: str = "features"
     output_name: str = "embeddings"
     format_version: int = BUNDLE_FORMAT
@@ -61,6 +65,8 @@ class BundleConfig:
             "output_name": self.output_name,
             "architecture": self.architecture,
             "provenance": self.provenance,
+            "voice_thresholds": [float(v) for v in self.voice_thresholds],
+            "mask_softness": float(self.mask_softness),
         }
 
     @classmethod
@@ -83,6 +89,8 @@ class BundleConfig:
                 input_name=str(values.get("input_name", "features")),
                 output_name=str(values.get("output_name", "embeddings")),
                 format_version=version,
+                voice_thresholds=tuple(float(v) for v in values.get("voice_thresholds", (CLEAR_VOICE, WEAK_VOICE))),
+                mask_softness=float(values.get("mask_softness", 0.0)),
             )
         except BundleError:
             raise
@@ -100,6 +108,9 @@ class BundleConfig:
             (dim > 0 and self.window_frames > 0, "embedding_dim and window_frames must be positive"),
             (self.voice_centroid.shape == (dim,), f"voice_centroid must have {dim} values"),
             (self.accompaniment_centroid.shape == (dim,), f"accompaniment_centroid must have {dim} values"),
+            (len(self.voice_thresholds) == 2 and all(np.isfinite(self.voice_thresholds)),
+             "voice_thresholds must be two finite numbers"),
+            (bool(np.isfinite(self.mask_softness) and self.mask_softness >= 0), "mask_softness must be >= 0"),
         ]
         for arrays in (self.feature_mean, self.feature_std, self.voice_centroid, self.accompaniment_centroid):
             checks.append((bool(np.all(np.isfinite(arrays))), "config.json holds non-finite numbers"))

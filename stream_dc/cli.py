@@ -24,6 +24,9 @@ def fail(command: str, message: str, code: int = EXIT_ERROR) -> int:
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="DIR", help="model bundle folder (default: the shipped model)")
+    parser.add_argument("--mask-softness", type=float, metavar="ALPHA",
+                        help="0: binary masks; > 0: soft masks from the cluster posteriors, softmax(-ALPHA x distance) "
+                             "(default: the model's setting)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="onnxruntime device: auto uses CUDA when onnxruntime-gpu is installed")
 
@@ -64,7 +67,7 @@ def cmd_separate(args) -> int:
             return fail("separate", "--plot needs matplotlib: pip install 'stream-dc[eval]'")
     try:
         separator = Separator(args.model, device=args.device, reconstruction=args.reconstruction, mode=args.mode,
-                              latency=args.latency, keep_analysis=args.plot)
+                              latency=args.latency, keep_analysis=args.plot, mask_softness=args.mask_softness)
     except (BundleError, DeviceError, ValueError) as error:
         return fail("separate", str(error))
     if not args.quiet:

@@ -77,7 +77,7 @@ def kmeans(points: np.ndarray, k: int = 2, restarts: int = 3, seed: int = 0) -> 
 
 
 # Voice scores are cosine(centroid, voice reference) - cosine(centroid, accompaniment reference).
-CLEAR_VOICE = 0.0  # a cluster above this is voice
+CLEAR_VOICE = 0.0  # a cluster above this is voice (bundles without calibrated thresholds)
 WEAK_VOICE = -0.3  # the more voice-like cluster is voice above this
 
 
@@ -90,20 +90,20 @@ def voice_scores(centroids: np.ndarray, voice_reference: np.ndarray, accompanime
     return directions @ unit(voice_reference) - directions @ unit(accompaniment_reference)
 
 
-def voice_clusters(centroids: np.ndarray, voice_reference: np.ndarray, accompaniment_reference: np.ndarray) -> np.ndarray:
+def voice_clusters(centroids: np.ndarray, voice_reference: np.ndarray, accompaniment_reference: np.ndarray,
+                   clear_voice: float = CLEAR_VOICE, weak_voice: float = WEAK_VOICE) -> np.ndarray:
     """Which clusters are voice, ``(k,)`` bool.
 
-    A cluster is voice when it is clearly nearer the voice reference (score above ``CLEAR_VOICE``), or when it is
-    the more voice-like cluster and scores above ``WEAK_VOICE``. On held-out MIR-1K singers every mixture has a
-    cluster scoring 0.46 or more, while accompaniment alone scores -0.41 at the median; on commercial mixes, far
-    from the training data, the voice cluster scores lower (-0.21 on the example song), which the second rule
-    still accepts. Accompaniment alone then loses 0% of its energy at the median (3% on average); always naming
-    one cluster voice, as two clusters -> two masks would, removes 5.7% at the median (14% on average).
+    A cluster is voice when it is clearly nearer the voice reference (score above ``clear_voice``), or when it is
+    the more voice-like cluster and scores above ``weak_voice``. The thresholds belong to a model: training
+    measures them on its own mixtures, with and without a voice, and the bundle stores them. The defaults are
+    those of the first shipped model: on held-out MIR-1K singers every mixture had a cluster scoring 0.46 or
+    more, while accompaniment alone scored -0.41 at the median.
     """
     scores = voice_scores(centroids, voice_reference, accompaniment_reference)
-    voice = scores > CLEAR_VOICE
+    voice = scores > clear_voice
     best = int(np.argmax(scores))
-    voice[best] |= scores[best] > WEAK_VOICE
+    voice[best] |= scores[best] > weak_voice
     return voice
 
 
@@ -116,9 +116,9 @@ class OnlineCentroids:
     """
 
     def __init__(self, voice_reference: np.ndarray, accompaniment_reference: np.ndarray, forgetting: float = 0.7,
-                 min_points: int = 64):
+                 min_points: int = 64, thresholds: tuple[float, float] = (CLEAR_VOICE, WEAK_VOICE)):
         self.references = np.stack([voice_reference, accompaniment_reference]).astype(np.float32)
-        self.forgetting, self.min_points = forgetting, min_points
+        self.forgetting, self.min_points, self.thresholds = forgetting, min_points, thresholds
         self.reset()
 
     def reset(self) -> None:
@@ -145,4 +145,4 @@ class OnlineCentroids:
 
     def voice_labels(self) -> np.ndarray:
         """``(k,)`` bool: which centroids are voice."""
-        return voice_clusters(self.centroids, self.references[0], self.references[1])
+        return voice_clusters(self.centroids, self.references[0], self.references[1], *self.thresholds)

@@ -9,8 +9,12 @@ Systems (each separates the mixture into voice and accompaniment at the track's 
 - ``mixture``: the mixture itself as both estimates.
 
 Scores are BSS Eval v3 (``mir_eval``: ``bss_eval_sources`` on mono tracks, ``bss_eval_images`` on multichannel
-ones) over whole clips, or BSS Eval v4 (``museval``, framewise, median over frames) with ``--bss v4``.
-NSDR = SDR(estimate) - SDR(mixture); GNSDR, GSIR and GSAR are means weighted by clip length.
+ones) over whole clips, or BSS Eval v4 (``museval``, framewise, median over frames) with ``--bss v4``, or none
+(``--bss none``). NSDR = SDR(estimate) - SDR(mixture); GNSDR, GSIR and GSAR are means weighted by clip length.
+Every clip also gets the MDX challenge's uSDR, ``10 log10(|s|^2 / |s - est|^2)`` over all samples and channels
+(reported as the median over clips), and the share of the mixture's energy each system puts in the vocals.
+A track "comes out with empty vocals" when the true voice holds at least 1% of the mixture's energy and the
+estimate less than 0.1%. On accompaniment alone (``--dataset instrumental``) only the energy share is scored.
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import DATASETS, DatasetError, Track, list_tracks
+from .datasets import DATASETS, DatasetError, Track, list_tracks, select
 from .features import ANALYSIS_RATE, FeatureConfig, LogMel, ideal_binary_mask, mono_downmix, stft
 from .io import replaced_on_success
 from .masks import MelMaskTrack
@@ -41,14 +45,16 @@ METRICS = ("sdr", "sir", "sar")
 def add_arguments(parser) -> None:
     parser.add_argument("--data", required=True, help="dataset folder")
     parser.add_argument("--dataset", choices=DATASETS, default="mir1k")
-    parser.add_argument("--groups", help="comma-separated singers (mir1k) or tracks to evaluate (default: all)")
+    parser.add_argument("--groups", help="comma-separated singers (mir1k), artists (musdb) or tracks to evaluate "
+                        "(default: all)")
     parser.add_argument("--systems", default=",".join(DEFAULT_SYSTEMS),
                         help=f"comma-separated systems from {', '.join(SYSTEMS)} (mixture is always scored)")
     parser.add_argument("--mode", choices=("offline", "stream"), default="offline", help="how stream-dc runs")
     parser.add_argument("--latency", default="balanced", help="streaming preset for --mode stream")
     parser.add_argument("--reconstruction", choices=("projection", "inverse-mel"), default="projection")
-    parser.add_argument("--bss", choices=("v3", "v4"), default="v3",
-                        help="v3: mir_eval over whole clips; v4: museval framewise medians")
+    parser.add_argument("--bss", choices=("v3", "v4", "none"), default="v3",
+                        help="v3: mir_eval over whole clips; v4: museval framewise medians; none: uSDR only")
+
     parser.add_argument("--limit", type=int, default=0, help="evaluate only the first N clips (0: all)")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (0: one per core)")
     parser.add_argument("--json", metavar="PATH", help="write per-clip and aggregate scores as JSON")
@@ -165,6 +171,7 @@ def _init_worker(options: dict) -> None:
         if threads:
             os.environ["STREAM_DC_THREADS"] = str(threads)
         _WORKER["separator"] = Separator(options["model"], device=options["device"], mode=options["mode"],
+                                         mask_softness=options["mask_softness"],
                                          latency=options["latency"], reconstruction=options["reconstruction"])
 
 
@@ -188,38 +195,77 @@ def evaluate_clip(ref) -> dict:
         elif system == "repet":
             estimates[system] = repet_sim(mixture, track.sample_rate)
         timings[system] = time.perf_counter() - started
-    scores = {system: bss_scores(references, list(est), track.sample_rate, options["bss"])
-              for system, est in estimates.items()}
+    voiced = energy(track.voice) > 0
+    scores = {}
+    for system, (vocals, accompaniment) in estimates.items():
+        entry = (bss_scores(references, [vocals, accompaniment], track.sample_rate, options["bss"])
+                 if voiced and options["bss"] != "none" else {})
+        entry["usdr"] = ([usdr(track.voice, vocals), usdr(track.accompaniment, accompaniment)] if voiced
+                         else [float("nan"), float("nan")])
+        entry["vocal_share"] = energy(vocals) / max(energy(mixture), 1e-20)
+        scores[system] = entry
     return {"name": track.name, "group": track.group, "seconds": track.duration, "scores": scores,
+            "true_vocal_share": energy(track.voice) / max(energy(mixture), 1e-20),
             "separation_seconds": timings}
 
 
+def energy(audio: np.ndarray) -> float:
+    return float(np.sum(np.square(audio, dtype=np.float64)))
+
+
+def usdr(reference: np.ndarray, estimate: np.ndarray) -> float:
+    """The MDX challenge's SDR: ``10 log10(|s|^2 / |s - est|^2)`` over all samples and channels (with a tiny
+    floor on both, as the challenge)."""
+    return float(10 * np.log10((energy(reference) + 1e-7) / (energy(reference - estimate) + 1e-7)))
+
+
+EMPTY_VOCALS = (0.01, 0.001)  # true voice share of the mixture's energy at least, estimate's share below
+
+
 def aggregate(clips: list[dict]) -> dict:
-    """Length-weighted GNSDR, GSIR, GSAR (and mean SDR) per system and source."""
+    """Per system and source: length-weighted GNSDR, GSIR, GSAR and mean SDR (when BSS Eval ran), median uSDR;
+    per system: the vocals' median and mean share of the mixture's energy and the tracks with empty vocals."""
     weights = np.array([c["seconds"] for c in clips])
     result = {}
     for system in clips[0]["scores"]:
         entry = {}
         for s, source in enumerate(SOURCES):
-            nsdr = np.array([c["scores"][system]["sdr"][s] - c["scores"]["mixture"]["sdr"][s] for c in clips])
-            entry[source] = {
-                "gnsdr": float(np.average(nsdr, weights=weights)),
-                "gsir": float(np.average([c["scores"][system]["sir"][s] for c in clips], weights=weights)),
-                "gsar": float(np.average([c["scores"][system]["sar"][s] for c in clips], weights=weights)),
-                "mean_sdr": float(np.mean([c["scores"][system]["sdr"][s] for c in clips])),
-            }
+            values = {}
+            scored = [c for c in clips if "sdr" in c["scores"][system]]
+            if scored:
+                w = np.array([c["seconds"] for c in scored])
+                nsdr = [c["scores"][system]["sdr"][s] - c["scores"]["mixture"]["sdr"][s] for c in scored]
+                values = {
+                    "gnsdr": float(np.average(nsdr, weights=w)),
+                    "gsir": float(np.average([c["scores"][system]["sir"][s] for c in scored], weights=w)),
+                    "gsar": float(np.average([c["scores"][system]["sar"][s] for c in scored], weights=w)),
+                    "mean_sdr": float(np.mean([c["scores"][system]["sdr"][s] for c in scored])),
+                    "median_sdr": float(np.median([c["scores"][system]["sdr"][s] for c in scored])),
+                }
+            usdrs = [c["scores"][system]["usdr"][s] for c in clips if np.isfinite(c["scores"][system]["usdr"][s])]
+            values["median_usdr"] = float(np.median(usdrs)) if usdrs else float("nan")
+            entry[source] = values
+        shares = np.array([c["scores"][system]["vocal_share"] for c in clips])
+        entry["vocal_share"] = {"median": float(np.median(shares)), "mean": float(np.average(shares, weights=weights))}
+        entry["empty_vocals"] = [c["name"] for c in clips
+                                 if c["true_vocal_share"] >= EMPTY_VOCALS[0]
+                                 and c["scores"][system]["vocal_share"] < EMPTY_VOCALS[1]]
         result[system] = entry
     return result
 
 
 def format_table(summary: dict, systems: list[str]) -> str:
-    header = f"{'system':<12}" + "".join(f"{s[:5] + ' ' + m:>13}" for s in SOURCES for m in ("GNSDR", "GSIR", "GSAR"))
+    """One row per system: GNSDR/GSIR/GSAR (when BSS Eval ran), median uSDR, vocals' energy share, empty vocals."""
+    bss = any("gnsdr" in summary[s]["voice"] for s in systems)
+    columns = [(f"{source[:5]} {label}", source, key) for source in SOURCES
+               for label, key in ((("GNSDR", "gnsdr"), ("GSIR", "gsir"), ("GSAR", "gsar"), ("mdSDR", "median_sdr"))
+                                  if bss else ()) + (("uSDR", "median_usdr"),)]
+    header = f"{'system':<12}" + "".join(f"{name:>13}" for name, _, _ in columns) + f"{'vocals %':>10}{'empty':>7}"
     lines = [header, "-" * len(header)]
     for system in systems:
-        row = f"{system:<12}"
-        for source in SOURCES:
-            values = summary[system][source]
-            row += "".join(f"{values[k]:>13.2f}" for k in ("gnsdr", "gsir", "gsar"))
+        row = f"{system:<12}" + "".join(f"{summary[system][source].get(key, float('nan')):>13.2f}"
+                                        for _, source, key in columns)
+        row += f"{100 * summary[system]['vocal_share']['median']:>10.1f}{len(summary[system]['empty_vocals']):>7d}"
         lines.append(row)
     return "\n".join(lines)
 
@@ -240,11 +286,7 @@ def run_evaluate(args) -> int:
     try:
         refs = list_tracks(args.data, args.dataset)
         if args.groups:
-            wanted = [g for g in args.groups.split(",") if g]
-            missing = [g for g in wanted if g not in {r.group for r in refs}]
-            if missing:
-                raise DatasetError(f"not in the dataset: {', '.join(missing)}")
-            refs = [r for r in refs if r.group in wanted]
+            refs = select(refs, [g for g in args.groups.split(",") if g])
         if args.limit:
             refs = refs[:args.limit]
     except DatasetError as error:
@@ -252,6 +294,7 @@ def run_evaluate(args) -> int:
         return 1
     jobs = args.jobs or os.cpu_count() or 1
     options = {"systems": systems, "model": args.model, "device": args.device, "mode": args.mode,
+               "mask_softness": args.mask_softness,
                "latency": args.latency, "reconstruction": args.reconstruction, "bss": args.bss,
                "threads": 1 if jobs > 1 else None}
     started = time.perf_counter()

@@ -187,7 +187,7 @@ def run_live(args) -> int:
         return fail(f"the devices do not support {rate} Hz with {channels} channels ({error})")
     try:
         processor = StreamProcessor(args.model, rate, channels, latency=args.latency, device=args.device,
-                                    keep=args.keep, vocal_gain_db=args.vocal_gain)
+                                    keep=args.keep, vocal_gain_db=args.vocal_gain, mask_softness=args.mask_softness)
     except (BundleError, DeviceError, ValueError) as error:
         return fail(str(error))
     buffer_blocks = max(1, math.ceil(args.buffer / 1000 * rate / args.blocksize))

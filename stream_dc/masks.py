@@ -15,19 +15,29 @@ from __future__ import annotations
 
 import numpy as np
 
-from .cluster import nearest
+from .cluster import nearest, squared_distances
 from .features import FeatureConfig, band_centres, mel_filterbank
 
 
-def cluster_voice_mask(embeddings: np.ndarray, centroids: np.ndarray, voice_flags: np.ndarray) -> np.ndarray:
-    """Binary voice mask from the nearest centroid of every bin.
+def cluster_voice_mask(embeddings: np.ndarray, centroids: np.ndarray, voice_flags: np.ndarray,
+                       softness: float = 0.0) -> np.ndarray:
+    """Voice mask from the clusters of every bin.
 
     embeddings ``(frames, n_mels, dim)``; centroids ``(k, dim)``; voice_flags ``(k,)`` bool ->
-    ``(frames, n_mels)`` float32.
+    ``(frames, n_mels)`` float32. With ``softness`` 0 the mask is binary (the nearest centroid's flag); otherwise
+    it is the voice clusters' share of the posterior ``softmax(-softness * distance)`` over the centroids, so a bin
+    halfway between the clusters is split between the stems. Either way the voice and accompaniment masks sum to 1.
     """
     frames, bands, dim = embeddings.shape
-    labels = nearest(embeddings.reshape(-1, dim), centroids)
-    return voice_flags[labels].reshape(frames, bands).astype(np.float32)
+    points = embeddings.reshape(-1, dim)
+    if softness <= 0 or voice_flags.all() or not voice_flags.any():
+        return voice_flags[nearest(points, centroids)].reshape(frames, bands).astype(np.float32)
+    distance = np.sqrt(np.maximum(squared_distances(points, centroids), 0.0))
+    logits = -softness * distance
+    logits -= logits.max(axis=1, keepdims=True)
+    posterior = np.exp(logits)
+    voice = posterior[:, voice_flags].sum(axis=1) / posterior.sum(axis=1)
+    return voice.reshape(frames, bands).astype(np.float32)
 
 
 class MelMaskTrack:

@@ -47,7 +47,7 @@ def run_pipe(args, stdin=None, stdout=None, stderr=None) -> int:
         return _fail("--block must be at least 1 frame")
     try:
         processor = StreamProcessor(args.model, rate, channels, latency=args.latency, device=args.device,
-                                    keep=args.keep, vocal_gain_db=args.vocal_gain)
+                                    keep=args.keep, vocal_gain_db=args.vocal_gain, mask_softness=args.mask_softness)
     except (BundleError, DeviceError, ValueError) as error:
         return _fail(str(error))
     align = not args.no_align

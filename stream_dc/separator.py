@@ -89,7 +89,7 @@ class Separator:
 
     def __init__(self, bundle: Bundle | str | None = None, device: str = "auto", reconstruction: str = "projection",
                  mode: str = "offline", latency: str = "balanced", fit_windows: int = 32, fit_points: int = 40_000,
-                 batch_size: int = 4, seed: int = 0, keep_analysis: bool = False):
+                 batch_size: int = 4, seed: int = 0, keep_analysis: bool = False, mask_softness: float | None = None):
         if reconstruction not in RECONSTRUCTIONS:
             raise ValueError(f"unknown reconstruction {reconstruction!r}: choose one of {', '.join(RECONSTRUCTIONS)}")
         if mode not in ("offline", "stream"):
@@ -103,6 +103,7 @@ class Separator:
         self.reconstruction, self.mode, self.latency = reconstruction, mode, latency
         self.fit_windows, self.fit_points, self.batch_size, self.seed = fit_windows, fit_points, batch_size, seed
         self.keep_analysis = keep_analysis
+        self.mask_softness = config.mask_softness if mask_softness is None else float(mask_softness)
         self.analysis: Analysis | None = None  # the last offline run's, when keep_analysis is set
         self._fit: tuple | None = None
 
@@ -191,7 +192,8 @@ class Separator:
         if len(points) > self.fit_points:
             points = points[rng.choice(len(points), self.fit_points, replace=False)]
         centroids = kmeans(points, 2, seed=self.seed)
-        voice_flags = voice_clusters(centroids, config.voice_centroid, config.accompaniment_centroid)
+        voice_flags = voice_clusters(centroids, config.voice_centroid, config.accompaniment_centroid,
+                                     *config.voice_thresholds)
         if self.keep_analysis:
             sample = points[rng.choice(len(points), min(len(points), 4000), replace=False)]
             self._fit = (centroids, voice_flags, sample, nearest(sample, centroids))
@@ -207,14 +209,15 @@ class Separator:
         for i in list(cached):
             start = starts[i]
             valid = min(self.bundle.config.window_frames, frames - start)
-            masks[start:start + valid] = cluster_voice_mask(cached.pop(i)[:valid], centroids, voice_flags)
+            masks[start:start + valid] = cluster_voice_mask(cached.pop(i)[:valid], centroids, voice_flags,
+                                                            self.mask_softness)
 
     # -- streaming mode ---------------------------------------------------------------------------------------
     def _separate_streaming(self, source: AudioSource, write) -> None:
         from .stream import StreamProcessor
 
         processor = StreamProcessor(self.bundle, source.sample_rate, source.channels, latency=self.latency,
-                                    model=self.model)
+                                    model=self.model, mask_softness=self.mask_softness)
         to_skip = processor.latency_samples
         for block in source.blocks():
             vocals, accompaniment = processor.process_stems(check_block(block))

@@ -97,7 +97,8 @@ class StreamProcessor:
 
     def __init__(self, bundle: Bundle | str | None = None, sample_rate: int = 44100, channels: int = 2,
                  latency: str | LatencyPreset = "balanced", device: str = "auto", keep: str = "accompaniment",
-                 vocal_gain_db: float | None = None, model: EmbeddingModel | None = None, forgetting: float = 0.7):
+                 vocal_gain_db: float | None = None, model: EmbeddingModel | None = None, forgetting: float = 0.7,
+                 mask_softness: float | None = None):
         if sample_rate < 1000 or channels < 1:
             raise ValueError("sample_rate must be >= 1000 Hz and channels >= 1")
         if keep not in KEEP:
@@ -111,6 +112,7 @@ class StreamProcessor:
         self.other_gain = 0.0 if vocal_gain_db is None else float(10.0 ** (vocal_gain_db / 20.0))
         self.log_mel = LogMel(config.features, config.feature_mean, config.feature_std)
         self.forgetting = forgetting
+        self.mask_softness = config.mask_softness if mask_softness is None else float(mask_softness)
         self.latency_samples = self._latency()
         self.reset()
 
@@ -138,7 +140,8 @@ class StreamProcessor:
         config = self.bundle.config
         self.frontend = AnalysisFrontEnd(self.log_mel, self.sample_rate)
         self.synthesis = ProjectionSynthesis(config.features, self.sample_rate, self.channels)
-        self.centroids = OnlineCentroids(config.voice_centroid, config.accompaniment_centroid, self.forgetting)
+        self.centroids = OnlineCentroids(config.voice_centroid, config.accompaniment_centroid, self.forgetting,
+                                         thresholds=config.voice_thresholds)
         self.track = MelMaskTrack(config.features.n_mels)
         self.features_start = 0  # absolute index of self.features[0]
         self.features = np.zeros((0, config.features.n_mels), np.float32)
@@ -245,7 +248,7 @@ class StreamProcessor:
         # masks of the commit region widened by half the crossfade on each side
         lo, hi = commit - half, commit + preset.hop + half
         masks = cluster_voice_mask(embeddings[lo - first:hi - first], self.centroids.centroids,
-                                   self.centroids.voice_labels())
+                                   self.centroids.voice_labels(), self.mask_softness)
         weights = np.ones(hi - lo, np.float32)
         if preset.crossfade:
             ramp = crossfade_weights(preset.crossfade)

@@ -152,6 +152,57 @@ def test_kmeans_and_labels():
     assert not voice_clusters(centroids, np.array([1, 0, 0.0]), np.array([0, 1, 0.0])).any()
 
 
+def test_voice_labelling_thresholds_decide_the_weak_cluster():
+    """The weak rule names the more voice-like cluster voice above ``weak_voice`` only; the clear rule names any
+    cluster voice above ``clear_voice``."""
+    voice_ref, accompaniment_ref = np.array([1, 0, 0.0]), np.array([0, 1, 0.0])
+    weak = np.array([[0.45, 0.55, 0.7], [0.0, 1.0, 0.0]], np.float32)  # score about -0.1 and -1
+    assert voice_clusters(weak, voice_ref, accompaniment_ref).tolist() == [True, False]
+    assert voice_clusters(weak, voice_ref, accompaniment_ref, 0.0, 0.0).tolist() == [False, False]
+    both = np.array([[1.0, 0.2, 0.0], [0.8, 0.5, 0.0]], np.float32)  # both nearer the voice reference
+    assert voice_clusters(both, voice_ref, accompaniment_ref).tolist() == [True, True]
+    assert voice_clusters(both, voice_ref, accompaniment_ref, 0.5, -0.3).tolist() == [True, False]
+
+
+def test_soft_masks_sum_with_their_complement_to_one():
+    from stream_dc.masks import cluster_voice_mask
+
+    rng = np.random.default_rng(5)
+    embeddings = rng.standard_normal((30, 150, 3)).astype(np.float32)
+    embeddings /= np.linalg.norm(embeddings, axis=-1, keepdims=True)
+    centroids = np.array([[1, 0, 0], [0, 1, 0]], np.float32)
+    flags = np.array([True, False])
+    for softness in (0.0, 2.0, 8.0):
+        voice_mask = cluster_voice_mask(embeddings, centroids, flags, softness)
+        accompaniment_mask = cluster_voice_mask(embeddings, centroids, ~flags, softness)
+        np.testing.assert_allclose(voice_mask + accompaniment_mask, 1.0, atol=1e-6)
+    binary, soft = cluster_voice_mask(embeddings, centroids, flags), cluster_voice_mask(embeddings, centroids, flags, 2)
+    assert set(np.unique(binary)) == {0.0, 1.0}
+    assert 0 < soft.min() and soft.max() < 1 and np.all((soft > 0.5) == (binary > 0.5))
+    sharper = cluster_voice_mask(embeddings, centroids, flags, 50.0)
+    assert np.mean(np.abs(sharper - binary)) < np.mean(np.abs(soft - binary))
+
+
+def test_bundle_thresholds_and_softness_reach_the_separator(tmp_path):
+    """A bundle's voice thresholds and mask softness are what the separator uses."""
+    source = load_bundle().directory
+    rng = np.random.default_rng(6)
+    mix = voice(4.0, 16000, rng) + accompaniment(4.0, 16000, rng) * 0.5
+    results = {}
+    for name, thresholds, softness in (("default", [0.0, -0.3], 0.0), ("never", [3.0, 3.0], 0.0),
+                                       ("soft", [0.0, -0.3], 2.0)):
+        copy = tmp_path / name
+        shutil.copytree(source, copy)
+        config = json.loads((copy / "config.json").read_text())
+        config["voice_thresholds"], config["mask_softness"] = thresholds, softness
+        (copy / "config.json").write_text(json.dumps(config))
+        assert load_bundle(copy).config.voice_thresholds == tuple(thresholds)
+        results[name] = Separator(str(copy), device="cpu").separate(mix, 16000)[0]
+    assert np.sum(results["default"] ** 2) > 0.05 * np.sum(mix ** 2)
+    assert not np.any(results["never"])
+    assert not np.allclose(results["soft"], results["default"], atol=1e-3)
+
+
 def test_online_centroids_ignore_silence_and_follow_data():
     tracker = OnlineCentroids(np.array([1, 0, 0], np.float32), np.array([0, 1, 0], np.float32))
     tracker.update(np.zeros((3, 3), np.float32))  # too few active bins: nothing changes

@@ -139,11 +139,10 @@ def test_int8_graph_stays_close_to_float32():
 def save_checkpoint(path, model, references=True):
     config = FeatureConfig()
     state = {"model_config": model.config.to_dict(), "model_state": model.state_dict(),
-             "feature_config": config.to_dict(), "feature_mean": np.zeros(150, np.float32),
-             "feature_std": np.ones(150, np.float32), "provenance": {"test": True}}
+             "feature_config": config.to_dict(), "feature_mean": [0.0] * 150, "feature_std": [1.0] * 150,
+             "provenance": {"test": True}}
     if references:
-        state["references"] = {"voice": np.eye(20, dtype=np.float32)[0], "accompaniment": np.eye(20, dtype=np.float32)[1],
-                               "chunks": 1}
+        state["references"] = {"voice": np.eye(20)[0].tolist(), "accompaniment": np.eye(20)[1].tolist(), "chunks": 1}
     torch.save(state, path)
 
 
@@ -192,3 +191,63 @@ def test_paper_preset_trains():
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("weights", ["float32", "int8"])
+def test_init_reads_a_bundles_network_back(tmp_path, weights):
+    """``--init``: the network read back from a bundle computes what the bundle's graph computes, and exporting it
+    again gives the same graph output (exactly for float32; int8 within its quantisation error)."""
+    from export.bundle_weights import model_from_bundle
+
+    save_checkpoint(tmp_path / "best.pt", trained_tiny_model(2))
+    export_checkpoint(tmp_path / "best.pt", tmp_path / "bundle", weights, quantized_min_cosine=0.98,
+                      quantized_max_abs=0.5)
+    bundle = load_bundle(tmp_path / "bundle")
+    model = model_from_bundle(bundle)
+    assert model.config.hidden == 16 and model.config.layers == 2
+    x = np.random.default_rng(3).standard_normal((2, 70, 150)).astype(np.float32)
+    original = EmbeddingModel(bundle, "cpu").embed(x)
+    with torch.no_grad():
+        ours = model(torch.from_numpy(x)).numpy()
+    again = build_model(inference_weights(model), 150, 20, "float32")
+    import onnxruntime as ort
+
+    reexported = ort.InferenceSession(again, providers=["CPUExecutionProvider"]).run(None, {"features": x})[0]
+    np.testing.assert_allclose(reexported, ours, atol=1e-5)
+    if weights == "float32":
+        np.testing.assert_allclose(ours, original, atol=1e-5)
+    else:
+        assert np.mean(np.sum(ours * original, axis=-1)) > 0.98
+
+
+def test_batch_norm_calibration_keeps_the_network_and_trains_from_data_statistics():
+    from export.exporter import model_with_folded_weights
+
+    folded = model_with_folded_weights(ModelConfig(n_mels=150, hidden=16, layers=2), inference_weights(
+        trained_tiny_model(4)))
+    x = torch.randn(6, 80, 150) * 2.0 + 0.5
+    with torch.no_grad():
+        before = folded(x)
+    folded.calibrate_batch_norm(x)
+    with torch.no_grad():
+        assert torch.allclose(folded(x), before, atol=1e-5)
+        folded.train()
+        folded.dropout.p = 0.0
+        assert torch.allclose(folded(x), before, atol=1e-4)  # batch statistics are the calibrated ones
+
+
+def test_a_crafted_checkpoint_cannot_run_code(tmp_path):
+    """Checkpoints are loaded with weights_only: a pickle that would call a function is refused."""
+    import pickle
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    with open(tmp_path / "evil.pt", "wb") as handle:
+        pickle.dump({"model_config": Payload()}, handle)
+    with pytest.raises(ExportError, match="not a readable checkpoint"):
+        export_checkpoint(tmp_path / "evil.pt", tmp_path / "bundle")
+    assert not marker.exists() and not (tmp_path / "bundle").exists()

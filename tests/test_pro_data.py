@@ -1,0 +1,112 @@
+"""Readers for MUSDB18 stem.mp4 and accompaniment-only folders, the mixing engine, and --init from a bundle."""
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from stream_dc.datasets import DatasetError, list_tracks, select, split_groups
+from tests.synthetic import accompaniment, voice
+
+FFMPEG = shutil.which("ffmpeg") and shutil.which("ffprobe")
+
+
+def write_stem_mp4(path, stems: dict, rate: int):
+    """A MUSDB18-layout file: streams mixture, drums, bass, other, vocals (ALAC, lossless, so values are exact)."""
+    folder = path.parent
+    inputs = []
+    for name in ("mixture", "drums", "bass", "other", "vocals"):
+        wav = folder / f"{path.name}.{name}.wav"
+        sf.write(wav, stems[name], rate, subtype="PCM_16")
+        inputs += ["-i", str(wav)]
+    maps = sum((["-map", f"{i}:a"] for i in range(5)), [])
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *inputs, *maps, "-c:a", "alac", "-f", "mp4", str(path)], check=True)
+
+
+@pytest.mark.skipif(not FFMPEG, reason="writing and reading .stem.mp4 files needs ffmpeg")
+def test_musdb_stem_mp4_reads_vocals_and_the_sum_of_the_other_stems(tmp_path):
+    rate, rng = 44100, np.random.default_rng(0)
+    stems = {name: np.round(rng.uniform(-0.2, 0.2, (rate // 2, 2)) * 32767) / 32768
+             for name in ("drums", "bass", "other", "vocals")}
+    stems["mixture"] = np.clip(sum(stems.values()), -1, 0.999)
+    (tmp_path / "train").mkdir()
+    write_stem_mp4(tmp_path / "train" / "Some Artist - A Song.stem.mp4", stems, rate)
+    write_stem_mp4(tmp_path / "train" / "Some Artist - Another.stem.mp4", stems, rate)
+    write_stem_mp4(tmp_path / "train" / "Other Band - Third.stem.mp4", stems, rate)
+    refs = list_tracks(tmp_path, "musdb")
+    assert [(r.name, r.group) for r in refs] == [("Other Band - Third", "Other Band"),
+                                                  ("Some Artist - A Song", "Some Artist"),
+                                                  ("Some Artist - Another", "Some Artist")]
+    track = refs[1].load()
+    assert track.sample_rate == rate and track.voice.shape == (rate // 2, 2)
+    np.testing.assert_allclose(track.voice, stems["vocals"], atol=1e-6)
+    np.testing.assert_allclose(track.accompaniment, stems["drums"] + stems["bass"] + stems["other"], atol=1e-5)
+    # an artist's songs stay on one side of a split, and a song's name holds out its artist
+    training, held = split_groups(refs, ["Some Artist - Another"])
+    assert [r.name for r in held] == ["Some Artist - A Song", "Some Artist - Another"]
+    assert [r.name for r in training] == ["Other Band - Third"]
+    assert [r.name for r in select(refs, ["Other Band"])] == ["Other Band - Third"]
+    with pytest.raises(DatasetError, match="Nobody"):
+        select(refs, ["Nobody"])
+
+
+def test_instrumental_folder_is_accompaniment_only_grouped_by_piece(tmp_path):
+    rng = np.random.default_rng(1)
+    for name in ("000_rock__piece_a", "001_rock__piece_a", "002_pop__piece_b", "intro"):
+        sf.write(tmp_path / f"{name}.flac", accompaniment(1.0, 22050, rng), 22050)
+    refs = list_tracks(tmp_path, "instrumental")
+    assert [r.group for r in refs] == ["rock__piece_a", "rock__piece_a", "pop__piece_b", "intro"]
+    track = refs[0].load()
+    assert track.sample_rate == 22050 and not track.voice.any() and track.accompaniment.any()
+
+
+# -- the mixing engine (needs the training extra: pedalboard) -------------------------------------------------
+def clips_for_mixing():
+    from training.data import Stems
+
+    rng = np.random.default_rng(2)
+    clips = [Stems(f"song{i}", f"musdb:artist{i % 3}", voice(2.0, 16000, rng), accompaniment(2.0, 16000, rng), "musdb")
+             for i in range(6)]
+    clips += [Stems(f"inst{i}", f"instrumental:piece{i}", np.zeros(0, np.float32), accompaniment(5.0, 16000, rng),
+                    "instrumental") for i in range(3)]
+    return clips
+
+
+def test_remixes_pair_different_groups_and_are_reproducible():
+    pytest.importorskip("pedalboard")
+    from training.mixing import MixingConfig, draw_remixes, render
+
+    clips = clips_for_mixing()
+    config = MixingConfig(snr_db=(-8, 3), level_dbfs=(-30, -12), augment=True, no_voice=0.1,
+                          voice_weights={"musdb": 1.0}, accompaniment_weights={"instrumental": 0.6, "musdb": 0.4})
+    specs = draw_remixes(clips, 200, config, np.random.default_rng(7))
+    assert specs == draw_remixes(clips, 200, config, np.random.default_rng(7))
+    assert all(clips[s.voice].has_voice and clips[s.voice].group != clips[s.accompaniment].group for s in specs)
+    sources = [clips[s.accompaniment].source for s in specs]
+    assert 0.45 < sources.count("instrumental") / len(specs) < 0.75
+    first, again = render(specs[0], clips, config), render(specs[0], clips, config)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    levels, ratios, silent = [], [], 0
+    for spec in specs[:40]:
+        v, a = render(spec, clips, config)
+        assert v.shape == a.shape == clips[spec.voice].voice.shape
+        levels.append(10 * np.log10(np.mean((v + a) ** 2)))
+        if np.any(v):
+            ratios.append(10 * np.log10(np.mean(v ** 2) / np.mean(a ** 2)))
+        else:
+            silent += 1
+    assert -30.01 < min(levels) and max(levels) < -11.99
+    assert -8.01 < min(ratios) and max(ratios) < 3.01 and np.ptp(ratios) > 4
+
+
+def test_default_mixing_is_the_papers_0_db_remix():
+    from training.mixing import MixingConfig, RemixSpec, render
+
+    clips = clips_for_mixing()
+    v, a = render(RemixSpec(voice=0, accompaniment=7, offset=1234, seed=5), clips, MixingConfig())
+    np.testing.assert_array_equal(v, clips[0].voice)
+    assert np.mean(v ** 2) == pytest.approx(np.mean(a ** 2), rel=1e-4)
+    expected = clips[7].accompaniment[1234:1234 + len(v)]
+    np.testing.assert_allclose(a / np.sqrt(np.mean(a ** 2)), expected / np.sqrt(np.mean(expected ** 2)), atol=1e-5)

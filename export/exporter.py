@@ -73,7 +73,8 @@ def verify(model_bytes: bytes, model: DeepClusteringNet, features: np.ndarray) -
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, weight_dtype: str = "float16",
                       tolerance: float = 1e-4, window_frames: int = 500, seed: int = 0,
-                      quantized_min_cosine: float = 0.999, quantized_max_abs: float = 0.1) -> dict:
+                      quantized_min_cosine: float = 0.999, quantized_max_abs: float = 0.1,
+                      mask_softness: float = 0.0) -> dict:
     """Export ``checkpoint`` to the bundle ``out_dir``; returns a summary dict. Raises ExportError."""
     checkpoint = Path(checkpoint)
     try:
@@ -142,7 +143,11 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, weight_dtype:
         provenance=provenance,
         input_name=INPUT_NAME,
         output_name=OUTPUT_NAME,
+        mask_softness=mask_softness,
     )
+    if "labelling" in state:
+        bundle_config.voice_thresholds = tuple(float(v) for v in state["labelling"]["voice_thresholds"])
+        provenance["labelling"] = state["labelling"].get("statistics", {})
     write_bundle(out_dir, bundle_config, model_bytes)
     return {"bundle": str(out_dir), "bytes": len(model_bytes), "onnx_vs_torch": onnx_error,
             "storage_vs_trained": storage_error, **quantization}
@@ -155,6 +160,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="int8: dynamically quantised, 2x faster on CPUs (default); float16: half-size float "
                              "weights computed in float32; float32")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed ONNX/PyTorch difference")
+    parser.add_argument("--mask-softness", type=float, default=0.0, metavar="ALPHA",
+                        help="the bundle's default masks: 0 binary, > 0 soft, softmax(-ALPHA x distance)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args) -> int:
     try:
-        summary = export_checkpoint(args.checkpoint, args.out, args.weights, args.tolerance)
+        summary = export_checkpoint(args.checkpoint, args.out, args.weights, args.tolerance,
+                                    mask_softness=args.mask_softness)
     except ExportError as error:
         print(f"stream-dc export: error: {error}", file=sys.stderr)
         return 1

@@ -67,8 +67,10 @@ def test_resume_continues_exactly(dataset, tmp_path):
     for a, b in zip(whole, parts):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
-    best = torch.load(tmp_path / "parts" / "best.pt", weights_only=False)
+    best = torch.load(tmp_path / "parts" / "best.pt", weights_only=True)
     assert "references" in best and best["provenance"]["complete"]
+    clear, weak = best["labelling"]["voice_thresholds"]
+    assert clear >= weak and best["labelling"]["statistics"]["voiced_mixtures"] > 0
 
 
 @pytest.mark.slow
@@ -82,5 +84,5 @@ def test_distributed_training_with_two_cpu_processes(dataset, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     log = read_log(run)
     assert len(log) == 2
-    best = torch.load(run / "best.pt", weights_only=False)
+    best = torch.load(run / "best.pt", weights_only=True)
     assert best["provenance"]["world_size"] == 2 and "references" in best

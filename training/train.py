@@ -28,9 +28,10 @@ from stream_dc.datasets import DATASETS, DatasetError, list_tracks, split_groups
 from stream_dc.features import FeatureConfig, LogMel
 from stream_dc.io import replaced_on_success
 
-from .data import (Chunks, _worker_remix_features, compute_mixes, load_all, make_chunks, normalisation,
+from .calibrate import calibrate
+from .data import (Chunks, _worker_remix_features, compute_mixes, load_all, make_chunks, mix_features, normalisation,
                    remix_features, worker_pool)
-from .mixing import MixingConfig, draw_remixes
+from .mixing import MixingConfig, draw_remixes, render
 from .loss import deep_clustering_loss
 from .model import PRESETS, DeepClusteringNet, ModelConfig
 
@@ -263,17 +264,23 @@ def validation_sets(stems: list, raw: LogMel, log_mel: LogMel, args) -> dict[str
     return {name: make_chunks(mixes, args.chunk_long, log_mel) for name, mixes in sorted(sets.items())}
 
 
-def reference_mixes(stems: list, originals: dict, raw: LogMel, args) -> list:
-    """Mixtures whose embeddings define the reference centroids: up to ``--reference-clips`` originals, evenly
-    spread, and as many remixes drawn as in training (when the epochs have remixes)."""
+def reference_mixes(stems: list, originals: dict, raw: LogMel, args) -> tuple[list, list]:
+    """Mixtures that define the reference centroids and calibrate the voice labels: up to ``--reference-clips``
+    originals, evenly spread, and as many remixes drawn as in training (when the epochs have remixes); and the
+    accompaniments of all of them alone. Returns ``(mixtures, accompaniments alone)``."""
     keys = sorted(originals)
-    spread = np.linspace(0, len(keys) - 1, min(args.reference_clips, len(keys))).round().astype(int)
-    mixes = [originals[keys[i]] for i in sorted(set(spread))]
+    spread = sorted({keys[i] for i in np.linspace(0, len(keys) - 1, min(args.reference_clips, len(keys))).round()
+                     .astype(int)})
+    mixes = [originals[k] for k in spread]
+    alone = [mix_features(np.zeros_like(stems[k].accompaniment), stems[k].accompaniment, raw) for k in spread]
     if args.remixes > 0:
         config = mixing_config(args)
         specs = draw_remixes(stems, len(mixes), config, np.random.default_rng([args.seed, VALIDATION_STREAM + 1]))
         mixes += compute_mixes(stems, specs, raw, args.workers, config)
-    return mixes
+        for spec in specs:
+            _, accompaniment = render(spec, stems, config)
+            alone.append(mix_features(np.zeros_like(accompaniment), accompaniment, raw))
+    return mixes, alone
 
 
 class EpochData:
@@ -504,11 +511,15 @@ def train(args) -> Path:
     if distributed.main:
         best = torch.load(out / "best.pt", map_location="cpu", weights_only=True)
         model.load_state_dict(best["model_state"])
-        reference_set = make_chunks(reference_mixes(train_stems, originals, raw, args), args.chunk_long, log_mel)
+        mixes, alone = reference_mixes(train_stems, originals, raw, args)
+        reference_set = make_chunks(mixes, args.chunk_long, log_mel)
         voice_centroid, accompaniment_centroid = reference_centroids(
             model, reference_set, max(1, args.batch_frames // args.chunk_long), device)
         best["references"] = {"voice": voice_centroid.tolist(), "accompaniment": accompaniment_centroid.tolist(),
                               "chunks": len(reference_set)}
+        best["labelling"] = calibrate(model, mixes, alone, log_mel, (voice_centroid, accompaniment_centroid),
+                                      args.chunk_long, device)
+        log(f"voice labels: thresholds {best['labelling']['voice_thresholds']}, {best['labelling']['statistics']}")
         best["provenance"] = {**provenance, "best_epoch": state["best_epoch"], "best_val_loss": state["best_val"],
                               "epochs": state["epoch"], "history": state["history"], "complete": not stopped_early,
                               "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}

@@ -1,0 +1,89 @@
+"""Voice-labelling thresholds of a trained network, measured on its own training mixtures.
+
+The runtime clusters a mixture's embeddings into two groups and calls a cluster voice by its score, the cosine to
+the voice reference minus the cosine to the accompaniment reference (``stream_dc.cluster.voice_clusters``). How
+high a voice cluster scores depends on the network, so the thresholds are measured here, the way the runtime will
+meet them: for every mixture, k-means on the embeddings of its active bins (as ``Separator``), then
+
+- mixtures with a voice: the score of the cluster holding most of the true voice bins, and of the other one;
+- the same accompaniments alone: the score of the more voice-like cluster.
+
+``weak_voice`` is the threshold on the more voice-like cluster that best separates the two kinds (balanced
+accuracy), and ``clear_voice``, above which any cluster is voice, is the 99th
+percentile of the accompaniment clusters' scores in mixtures with a voice (at least ``weak_voice``).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from stream_dc.cluster import kmeans, voice_scores
+from stream_dc.features import LogMel
+
+from .data import MixFeatures
+
+FIT_POINTS = 40_000  # as the runtime's offline separator
+
+
+@torch.no_grad()
+def cluster_scores(model, mix: MixFeatures, log_mel: LogMel, references: tuple[np.ndarray, np.ndarray],
+                   window: int, device, seed: int = 0) -> tuple[np.ndarray, np.ndarray] | None:
+    """Voice scores of the two k-means clusters of one mixture ``(2,)`` and each cluster's share of the true voice
+    bins ``(2,)``; None when the mixture has too few active bins."""
+    active = mix.weight > 0
+    if active.sum() < 64:
+        return None
+    frames = len(mix.log_mel)
+    padded = -(-frames // window) * window
+    silence = log_mel.silence_log_mel()
+    features = np.concatenate([mix.log_mel, np.repeat(silence[None], padded - frames, axis=0)])
+    windows = torch.from_numpy(log_mel.normalise(features).reshape(-1, window, features.shape[1])).to(device)
+    embeddings = model(windows).reshape(padded, features.shape[1], -1)[:frames].cpu().numpy()
+    points, voice = embeddings[active], mix.voice[active]
+    rng = np.random.default_rng(seed)
+    fit = points if len(points) <= FIT_POINTS else points[rng.choice(len(points), FIT_POINTS, replace=False)]
+    centroids = kmeans(fit, 2, seed=seed)
+    labels = np.argmin(((points[:, None, :] - centroids[None]) ** 2).sum(-1), axis=1)
+    voice_share = np.array([voice[labels == k].sum() for k in range(2)], np.float64) / max(voice.sum(), 1)
+    return voice_scores(centroids, *references), voice_share
+
+
+def best_threshold(positives: np.ndarray, negatives: np.ndarray) -> float:
+    """The threshold ``t`` (scores above it are positive) with the best balanced accuracy. Cuts lie halfway
+    between neighbouring observed scores; of the best ones, the one nearest the middle of their range is taken."""
+    candidates = np.unique(np.concatenate([positives, negatives]))
+    cuts = np.concatenate([[candidates[0] - 1e-3], (candidates[:-1] + candidates[1:]) / 2, [candidates[-1] + 1e-3]])
+    accuracy = np.array([(np.mean(positives > t) + np.mean(negatives <= t)) / 2 for t in cuts])
+    best = cuts[accuracy >= accuracy.max() - 1e-12]
+    middle = (best[0] + best[-1]) / 2
+    return float(best[np.argmin(np.abs(best - middle))])
+
+
+def calibrate(model, voiced: list[MixFeatures], accompaniment_only: list[MixFeatures], log_mel: LogMel,
+              references: tuple[np.ndarray, np.ndarray], window: int, device) -> dict:
+    """``{"voice_thresholds": [clear, weak], "statistics": {...}}`` from mixtures with and without a voice."""
+    model.eval()
+    voice_best, accompaniment_scores = [], []
+    for mix in voiced:
+        result = cluster_scores(model, mix, log_mel, references, window, device)
+        if result is None or mix.voice[mix.weight > 0].mean() < 0.05:  # too little voice to form a cluster
+            continue
+        scores, share = result
+        voice_cluster = int(np.argmax(share))
+        voice_best.append(scores[voice_cluster])
+        accompaniment_scores.append(scores[1 - voice_cluster])
+    alone_best = [result[0].max() for result in (cluster_scores(model, mix, log_mel, references, window, device)
+                                                  for mix in accompaniment_only) if result is not None]
+    if not voice_best or not alone_best:
+        raise ValueError("calibrating the voice labels needs mixtures with a voice and accompaniments alone")
+    voice_best, alone_best = np.array(voice_best), np.array(alone_best)
+    weak = best_threshold(voice_best, alone_best)
+    clear = max(weak, float(np.quantile(accompaniment_scores, 0.99)))
+    statistics = {
+        "voiced_mixtures": len(voice_best), "accompaniment_alone": len(alone_best),
+        "voice_cluster_score_percentiles_5_50_95": np.percentile(voice_best, [5, 50, 95]).round(4).tolist(),
+        "accompaniment_cluster_score_percentiles_50_99": np.percentile(accompaniment_scores, [50, 99]).round(4).tolist(),
+        "alone_best_score_percentiles_50_95": np.percentile(alone_best, [50, 95]).round(4).tolist(),
+        "voice_found": float(np.mean(voice_best > weak)), "alone_untouched": float(np.mean(alone_best <= weak)),
+    }
+    return {"voice_thresholds": [clear, weak], "statistics": statistics}

@@ -81,12 +81,17 @@ def quantize_int8(model_bytes: bytes) -> bytes:
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    logging.getLogger().setLevel(logging.ERROR)  # quantize_dynamic logs advice about pre-processing
-    with tempfile.TemporaryDirectory() as folder:
-        source, target = Path(folder) / "float32.onnx", Path(folder) / "int8.onnx"
-        source.write_bytes(model_bytes)
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
-        return target.read_bytes()
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # quantize_dynamic logs advice about pre-processing on the root logger
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            source, target = Path(folder) / "float32.onnx", Path(folder) / "int8.onnx"
+            source.write_bytes(model_bytes)
+            quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+            return target.read_bytes()
+    finally:
+        root.setLevel(level)
 
 
 def round_to_storage(weights: dict, weight_dtype: str) -> dict:

@@ -7,8 +7,9 @@ The runtime needs numpy, onnxruntime and soundfile only; it never imports PyTorc
 """
 __version__ = "0.1.0"
 
+from .audio import InputError  # noqa: E402
 from .bundle import Bundle, BundleError, load_bundle  # noqa: E402
-from .separator import InputError, Separator  # noqa: E402
+from .separator import Separator  # noqa: E402
 from .stream import PRESETS, LatencyPreset, StreamProcessor  # noqa: E402
 
 __all__ = ["Bundle", "BundleError", "InputError", "LatencyPreset", "PRESETS", "Separator", "StreamProcessor",

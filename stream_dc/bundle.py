@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 
 from .cluster import CLEAR_VOICE, WEAK_VOICE
 from .features import FeatureConfig
+from .files import create_temporary
 
 BUNDLE_FORMAT = 1
 MODEL_FILE = "model.onnx"
@@ -166,10 +166,7 @@ def write_bundle(directory: str | Path, config: BundleConfig, model_bytes: bytes
     config.model_sha256 = sha256_of(model_bytes)
     config.validate()
     directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)  # mkdtemp creates 0700
+    staging = create_temporary(directory.parent, f".{directory.name}.", folder=True)
     try:
         (staging / MODEL_FILE).write_bytes(model_bytes)
         (staging / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=1) + "\n", encoding="utf-8")

@@ -6,15 +6,38 @@ Every command reports problems as one line on stderr and exits non-zero; audio g
 from __future__ import annotations
 
 import argparse
+import math
 import os
-import signal
 import sys
 import time
 from pathlib import Path
 
 from . import __version__
+from .interrupts import exit_status, handle_sigterm
 
-EXIT_ERROR, EXIT_INTERRUPTED = 1, 130
+EXIT_ERROR = 1
+
+
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Help that shows each option's default, where it has one worth showing."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "%(default)" not in text and "default" not in text and action.default not in (None, False, True) \
+                and action.default is not argparse.SUPPRESS and action.option_strings:
+            text += " (default: %(default)s)"
+        return text
+
+
+def finite_float(text: str) -> float:
+    """An argparse type: a finite number (``nan`` and ``inf`` are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
 
 
 def fail(command: str, message: str, code: int = EXIT_ERROR) -> int:
@@ -24,7 +47,7 @@ def fail(command: str, message: str, code: int = EXIT_ERROR) -> int:
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="DIR", help="model bundle folder (default: the shipped model)")
-    parser.add_argument("--mask-softness", type=float, metavar="ALPHA",
+    parser.add_argument("--mask-softness", type=finite_float, metavar="ALPHA",
                         help="0: binary masks; > 0: soft masks from the cluster posteriors, softmax(-ALPHA x distance) "
                              "(default: the model's setting)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
@@ -39,7 +62,7 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
                              "(8 ms frames)")
     parser.add_argument("--keep", choices=KEEP, default="accompaniment",
                         help="which stem to output (accompaniment = vocal remover)")
-    parser.add_argument("--vocal-gain", type=float, metavar="DB",
+    parser.add_argument("--vocal-gain", type=finite_float, metavar="DB",
                         help="mix the other stem back in at this gain, e.g. -15 for a quiet guide vocal")
 
 
@@ -53,10 +76,11 @@ def describe_model(bundle, provider: str) -> str:
 def cmd_separate(args) -> int:
     from tqdm import tqdm
 
+    from .audio import check_source
     from .bundle import BundleError
     from .inference import DeviceError
     from .io import AtomicWavWriter, open_source, output_subtype
-    from .separator import InputError, Separator
+    from .separator import Separator
 
     if args.plot:
         if args.mode != "offline":
@@ -75,20 +99,23 @@ def cmd_separate(args) -> int:
               f"{args.reconstruction} reconstruction", file=sys.stderr)
     out_root = Path(args.out)
     failures, used_names = 0, set()
-    progress = tqdm(args.inputs, desc="separating", unit="file", disable=args.quiet or len(args.inputs) < 2,
-                    file=sys.stderr)
+    progress = tqdm(args.inputs, desc="separating", unit="file", file=sys.stderr,
+                    disable=args.quiet or len(args.inputs) < 2 or not sys.stderr.isatty())
     for path in progress:
-        name = Path(path).stem or "audio"
+        name = output_folder_name(Path(path).name)
         candidate, n = name, 2
         while candidate in used_names:
             candidate, n = f"{name}-{n}", n + 1
         used_names.add(candidate)
+        folder = out_root / candidate
+        created = not folder.exists()
         writers = []
         started = time.perf_counter()
         try:
+            inside(out_root, folder)
             source, subtype = open_source(path)
             subtype = output_subtype(subtype, args.subtype)
-            folder = out_root / candidate
+            check_source(source)
             writers = [AtomicWavWriter(folder / f"{stem}.wav", source.sample_rate, source.channels, subtype)
                        for stem in ("vocals", "accompaniment")]
             separator.separate_source(source, lambda v, a: (writers[0].write(v), writers[1].write(a)))
@@ -104,17 +131,60 @@ def cmd_separate(args) -> int:
             if not args.quiet:
                 tqdm.write(f"{path} -> {folder}/ ({duration:.1f} s of audio in {seconds:.1f} s, "
                            f"real-time factor {seconds / max(duration, 1e-9):.3f})", file=sys.stderr)
-        except (InputError, BundleError, OSError, ValueError) as error:
-            for writer in writers:
-                writer.abort()
-            failures += 1
-            tqdm.write(f"stream-dc separate: error: {error}", file=sys.stderr)
-        except KeyboardInterrupt:
-            for writer in writers:
-                writer.abort()
+        except KeyboardInterrupt as interrupt:
+            discard(writers, folder if created else None)
             print("stream-dc separate: interrupted", file=sys.stderr)
-            return EXIT_INTERRUPTED
+            return exit_status(interrupt)
+        except Exception as error:  # one input's failure, whatever it is, must not stop the others
+            discard(writers, folder if created else None)
+            failures += 1
+            tqdm.write(f"stream-dc separate: error: {describe_failure(path, error)}", file=sys.stderr)
     return EXIT_ERROR if failures else 0
+
+
+def output_folder_name(file_name: str) -> str:
+    """A folder name for an input's stems: the file name without its extension, with separators, control
+    characters and leading dots removed (so ``..wav`` or ``...wav`` cannot name ``..`` or ``.``)."""
+    stem = file_name.rsplit(".", 1)[0] if "." in file_name.lstrip(".") else file_name
+    cleaned = "".join("_" if c in "/\\" or not c.isprintable() else c for c in stem).strip().lstrip(".").strip()
+    return cleaned or "audio"
+
+
+def inside(root: Path, path: Path) -> None:
+    """Refuse ``path`` unless it lies inside ``root`` once both are resolved."""
+    resolved_root, resolved = root.resolve(), path.resolve()
+    if resolved_root != resolved and resolved_root not in resolved.parents:
+        raise ValueError(f"output {path} would lie outside {root}")
+
+
+def discard(writers: list, folder: Path | None) -> None:
+    """Remove the temporary files of a failed input, and its folder when this run created it and it is empty."""
+    for writer in writers:
+        try:
+            writer.abort()
+        except OSError:
+            pass
+    if folder is not None:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty, or never created
+            pass
+
+
+def describe_failure(path: str, error: BaseException) -> str:
+    """One line naming the input and the reason."""
+    import errno
+
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        reason = error.strerror or "no space left on the output device"
+    else:
+        lines = str(error).strip().splitlines()
+        reason = lines[-1] if lines else type(error).__name__
+        if "No space left" in reason or "disk full" in reason.lower():
+            reason = "no space left on the output device"
+        elif not isinstance(error, (ValueError, OSError)):
+            reason = f"{type(error).__name__}: {reason}"
+    return reason if reason.startswith(str(path)) else f"{path}: {reason}"
 
 
 # -- stream (pipes) -------------------------------------------------------------------------------------------
@@ -166,7 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    p = sub.add_parser("separate", help="separate audio files into vocals.wav and accompaniment.wav")
+    p = sub.add_parser("separate", help="separate audio files into vocals.wav and accompaniment.wav", description="Separate audio files into vocals.wav and accompaniment.wav.",
+                       formatter_class=DefaultsFormatter)
     p.add_argument("inputs", nargs="+", metavar="IN", help="audio files (wav, flac, ogg, mp3, ...)")
     p.add_argument("-o", "--out", required=True, help="output folder; each input gets OUT/<name>/")
     add_model_arguments(p)
@@ -181,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
     p.set_defaults(func=cmd_separate)
 
-    p = sub.add_parser("stream", help="separate raw PCM or WAV from stdin to stdout as it arrives")
+    p = sub.add_parser("stream", help="separate raw PCM or WAV from stdin to stdout as it arrives", description="Separate raw PCM or WAV from stdin to stdout as it arrives.",
+                       formatter_class=DefaultsFormatter)
     p.add_argument("--rate", type=int, default=44100, help="sample rate of raw input (Hz)")
     p.add_argument("--channels", type=int, default=2, help="channels of raw input")
     p.add_argument("--dtype", choices=("s16", "s24", "f32"), default="s16", help="raw sample format, little-endian")
@@ -194,23 +266,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no status on stderr")
     p.set_defaults(func=cmd_stream)
 
-    p = sub.add_parser("live", help="live vocal removal from a sound card input to an output")
+    p = sub.add_parser("live", help="live vocal removal from a sound card input to an output", description="Live vocal removal from a sound card input to an output.",
+                       formatter_class=DefaultsFormatter)
     p.add_argument("--input", metavar="DEV", help="input device (index or name; default: the system default)")
     p.add_argument("--output", metavar="DEV", help="output device (index or name; default: the system default)")
     p.add_argument("--rate", type=int, help="sample rate (default: the devices' default rate)")
     p.add_argument("--channels", type=int, default=2, help="channels")
     p.add_argument("--blocksize", type=int, default=1024, help="frames per audio callback")
-    p.add_argument("--buffer", type=float, default=250.0, metavar="MS",
+    p.add_argument("--buffer", type=finite_float, default=250.0, metavar="MS",
                    help="jitter buffer between the audio callback and the processor (ms)")
-    p.add_argument("--duration", type=float, help="stop after this many seconds (default: run until Ctrl-C)")
+    p.add_argument("--duration", type=finite_float, help="stop after this many seconds (default: run until Ctrl-C)")
     add_stream_arguments(p)
     add_model_arguments(p)
     p.set_defaults(func=cmd_live)
 
-    p = sub.add_parser("devices", help="list audio devices with their rates and channel counts")
+    p = sub.add_parser("devices", help="list audio devices with their rates and channel counts", description="List audio devices with their rates and channel counts.",
+                       formatter_class=DefaultsFormatter)
     p.set_defaults(func=cmd_devices)
 
-    p = sub.add_parser("evaluate", help="BSS Eval scores on a dataset, with oracle and baseline figures")
+    p = sub.add_parser("evaluate", help="BSS Eval scores on a dataset, with oracle and baseline figures", description="BSS Eval scores on a dataset, with oracle and baseline figures.",
+                       formatter_class=DefaultsFormatter)
     from .evaluate import add_arguments as add_evaluate_arguments
 
     add_evaluate_arguments(p)
@@ -223,22 +298,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _terminate(signum, frame):
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in TORCH_COMMANDS:
         return run_torch_command(argv[0], argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
+    handle_sigterm()
     try:
         return args.func(args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         print(f"stream-dc {args.command}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return exit_status(interrupt)
     except BrokenPipeError:
         _silence_stdout()
         return 0

@@ -29,8 +29,15 @@ from pathlib import Path
 import numpy as np
 
 from .datasets import DATASETS, DatasetError, Track, list_tracks, select
-from .features import ANALYSIS_RATE, FeatureConfig, LogMel, ideal_binary_mask, mono_downmix, stft
-from .io import replaced_on_success
+from .features import (
+    ANALYSIS_RATE,
+    FeatureConfig,
+    LogMel,
+    ideal_binary_mask,
+    mono_downmix,
+    stft,
+)
+from .files import replaced_on_success
 from .masks import MelMaskTrack
 from .resample import resample
 from .stft import FrameAnalyzer, OverlapAdd, StftGeometry
@@ -263,8 +270,9 @@ def format_table(summary: dict, systems: list[str]) -> str:
     header = f"{'system':<12}" + "".join(f"{name:>13}" for name, _, _ in columns) + f"{'vocals %':>10}{'empty':>7}"
     lines = [header, "-" * len(header)]
     for system in systems:
-        row = f"{system:<12}" + "".join(f"{summary[system][source].get(key, float('nan')):>13.2f}"
-                                        for _, source, key in columns)
+        row = f"{system:<12}" + "".join(
+            f"{'-':>13}" if system == "mixture" and key == "gsar"  # no artefacts: SAR is unbounded (about 150 dB)
+            else f"{summary[system][source].get(key, float('nan')):>13.2f}" for _, source, key in columns)
         row += f"{100 * summary[system]['vocal_share']['median']:>10.1f}{len(summary[system]['empty_vocals']):>7d}"
         lines.append(row)
     return "\n".join(lines)
@@ -302,10 +310,11 @@ def run_evaluate(args) -> int:
         if jobs > 1:
             with ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(options,)) as pool:
                 clips = list(tqdm(pool.map(evaluate_clip, refs), total=len(refs), desc="evaluating", unit="clip",
-                                  file=sys.stderr))
+                                  file=sys.stderr, disable=not sys.stderr.isatty()))
         else:
             _init_worker(options)
-            clips = [evaluate_clip(r) for r in tqdm(refs, desc="evaluating", unit="clip", file=sys.stderr)]
+            clips = [evaluate_clip(r) for r in tqdm(refs, desc="evaluating", unit="clip", file=sys.stderr,
+                                                    disable=not sys.stderr.isatty())]
     except (BundleError, DeviceError, DatasetError, RuntimeError, ValueError) as error:
         print(f"stream-dc evaluate: error: {error}", file=sys.stderr)
         return 1

@@ -62,6 +62,9 @@ class EmbeddingModel:
         except Exception as error:  # onnxruntime raises its own exception types for a bad graph
             raise BundleError(f"{bundle.directory}/model.onnx cannot be loaded: {str(error).splitlines()[0]}") from None
         self.provider = self.session.get_providers()[0]
+        if device == "cuda" and self.provider != "CUDAExecutionProvider":  # onnxruntime fell back silently
+            raise DeviceError("--device cuda: onnxruntime could not start its CUDA provider (driver or CUDA "
+                              f"libraries missing?) and would run on {self.provider}")
         self._check_signature(bundle)
 
     def _check_signature(self, bundle: Bundle) -> None:

@@ -7,19 +7,21 @@
 """
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import struct
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
 import numpy as np
 import soundfile as sf
 
-from .separator import AudioSource, InputError
+from .audio import AudioSource, InputError
+from .files import create_temporary
 
 FILE_BLOCK = 1 << 16
+DISK_FULL_MARGIN = 1 << 20  # bytes: less free space than this after a failed write means the device is full
 PCM_DTYPES = ("s16", "s24", "f32")
 _BYTES = {"s16": 2, "s24": 3, "f32": 4}
 
@@ -64,49 +66,54 @@ def output_subtype(input_subtype: str, requested: str | None) -> str:
     return input_subtype if input_subtype in ("PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE") else "FLOAT"
 
 
-@contextmanager
-def replaced_on_success(path: str | Path) -> Iterator[Path]:
-    """Yields a temporary sibling of ``path`` to write; renames it onto ``path`` if the block succeeds, else
-    removes it, so ``path`` is never half-written."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.part")
-    try:
-        yield temporary
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    os.replace(temporary, path)
-
-
 class AtomicWavWriter:
-    """Writes a WAV file through a temporary sibling; ``commit()`` renames it into place, ``abort()`` removes it."""
+    """Writes a WAV file through a temporary sibling; ``commit()`` renames it into place, ``abort()`` removes it.
+    Write errors become ``OSError`` naming the file (``ENOSPC`` when the device is full)."""
 
     def __init__(self, path: Path, sample_rate: int, channels: int, subtype: str):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent)
-        os.close(handle)
-        self.temporary = Path(temporary)
+        self.temporary = create_temporary(self.path.parent, f".{self.path.name}.", ".part")
         self.clip = subtype.startswith("PCM")
-        self.file = sf.SoundFile(str(self.temporary), "w", samplerate=sample_rate, channels=channels,
-                                 subtype=subtype, format="WAV")
+        try:
+            self.file = sf.SoundFile(str(self.temporary), "w", samplerate=sample_rate, channels=channels,
+                                     subtype=subtype, format="WAV")
+        except (sf.LibsndfileError, RuntimeError) as error:
+            self.temporary.unlink(missing_ok=True)
+            raise self._os_error(error) from None
         self.frames = 0
+
+    def _os_error(self, error: Exception) -> OSError:
+        """libsndfile says only 'System error' when the disk is full: look at the free space to tell."""
+        try:
+            full = shutil.disk_usage(self.path.parent).free < DISK_FULL_MARGIN
+        except OSError:
+            full = False
+        if full:
+            return OSError(errno.ENOSPC, f"no space left on the device holding {self.path.parent}")
+        return OSError(f"cannot write {self.path} ({_short(error)})")
 
     def write(self, block: np.ndarray) -> None:
         if len(block):
-            self.file.write(np.clip(block, -1.0, 1.0) if self.clip else block)
+            try:
+                self.file.write(np.clip(block, -1.0, 1.0) if self.clip else block)
+            except (sf.LibsndfileError, RuntimeError) as error:
+                raise self._os_error(error) from None
             self.frames += len(block)
 
     def commit(self) -> None:
-        self.file.close()
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self.temporary, 0o666 & ~umask)  # mkstemp creates 0600
+        try:
+            self.file.close()
+        except (sf.LibsndfileError, RuntimeError) as error:
+            raise self._os_error(error) from None
         os.replace(self.temporary, self.path)
 
     def abort(self) -> None:
-        if not self.file.closed:
-            self.file.close()
+        try:
+            if not self.file.closed:
+                self.file.close()
+        except (sf.LibsndfileError, RuntimeError, AttributeError):
+            pass
         self.temporary.unlink(missing_ok=True)
 
 

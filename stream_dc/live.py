@@ -51,6 +51,8 @@ class LiveEngine:
         self.busy_seconds = 0.0
         self.processed_blocks = 0
         self.heard_sound = False
+        self.expected = 0  # the next input block's sequence number, as the worker sees it
+        self.silence = np.zeros((blocksize, processor.channels), np.float32)
         self.error: BaseException | None = None
         self.stopping = threading.Event()
         self.worker = threading.Thread(target=self._work, name="stream-dc worker", daemon=True)
@@ -78,30 +80,33 @@ class LiveEngine:
                 self.underruns += 1
 
     def _work(self) -> None:
-        expected = 0
-        silence = np.zeros((self.blocksize, self.processor.channels), np.float32)
         try:
             while not self.stopping.is_set():
-                try:
-                    sequence, block = self.inbox.get(timeout=0.1)
-                except queue.Empty:
-                    continue
-                if not self.heard_sound and not np.any(block):
-                    self.outbox.append((sequence, np.zeros_like(block)))  # silence before the first sound
-                    expected = sequence + 1
-                    continue
-                self.heard_sound = True
-                started = time.perf_counter()
-                while expected < sequence:  # blocks lost to overruns: the processor hears silence
-                    self.processor.process(silence)
-                    expected += 1
-                out = self.processor.process(block)
-                self.busy_seconds += time.perf_counter() - started
-                self.outbox.append((sequence, out))
-                self.processed_blocks += 1
-                expected = sequence + 1
+                self.work_once(timeout=0.1)
         except BaseException as error:  # reported by the main thread
             self.error = error
+
+    def work_once(self, timeout: float) -> bool:
+        """Process the next input block, waiting up to ``timeout`` s for it; False when none came."""
+        try:
+            sequence, block = self.inbox.get(timeout=timeout) if timeout > 0 else self.inbox.get_nowait()
+        except queue.Empty:
+            return False
+        if not self.heard_sound and not np.any(block):
+            self.outbox.append((sequence, np.zeros_like(block)))  # silence before the first sound
+            self.expected = sequence + 1
+            return True
+        self.heard_sound = True
+        started = time.perf_counter()
+        while self.expected < sequence:  # blocks lost to overruns: the processor hears silence
+            self.processor.process(self.silence)
+            self.expected += 1
+        out = self.processor.process(block)
+        self.busy_seconds += time.perf_counter() - started
+        self.outbox.append((sequence, out))
+        self.processed_blocks += 1
+        self.expected = sequence + 1
+        return True
 
     def start(self) -> None:
         self.worker.start()
@@ -129,8 +134,9 @@ def _find_device(sd, choice: str | None, kind: str):
     target = int(choice) if choice.isdigit() else choice
     try:
         info = sd.query_devices(target, kind)
-    except ValueError as error:
-        raise DeviceError(f"no {kind} device {choice!r} ({error}); see stream-dc devices") from None
+    except (ValueError, sd.PortAudioError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DeviceError(f"no {kind} device {choice!r} ({reason}); see stream-dc devices") from None
     return int(info["index"]), info
 
 
@@ -166,6 +172,12 @@ def run_live(args) -> int:
         print(f"stream-dc live: error: {message}", file=sys.stderr)
         return 1
 
+    if not args.buffer >= 0:
+        return fail(f"--buffer {args.buffer:g}: the jitter buffer is a duration in ms, 0 or more")
+    if args.duration is not None and not args.duration > 0:
+        return fail(f"--duration {args.duration:g}: give a number of seconds above 0")
+    if args.rate is not None and not 1000 <= args.rate <= 768000:
+        return fail(f"--rate {args.rate}: use a sample rate between 1000 and 768000 Hz")
     try:
         sd = _sounddevice()
         input_index, input_info = _find_device(sd, args.input, "input")

@@ -7,15 +7,17 @@ as it comes, delayed by the latency, followed by the tail. Status goes to stderr
 """
 from __future__ import annotations
 
+import errno
 import sys
 import time
 
 import numpy as np
 
+from .audio import InputError
 from .bundle import BundleError
 from .inference import DeviceError
+from .interrupts import exit_status
 from .io import PcmReader, encode_pcm, read_wav_header, wav_header
-from .separator import InputError
 from .stream import StreamProcessor
 
 STATUS_INTERVAL = 2.0  # seconds between status updates on a terminal
@@ -57,11 +59,9 @@ def run_pipe(args, stdin=None, stdout=None, stderr=None) -> int:
         print(f"stream-dc stream: {rate} Hz, {channels} ch, {dtype}; preset {processor.preset.name}, latency "
               f"{processor.latency_ms:.0f} ms ({latency} samples); {'aligned' if align else 'not aligned'}; "
               f"onnxruntime {processor.provider}", file=stderr)
-    if args.wav:
-        out_bytes = None
-        if data_bytes is not None:
-            out_bytes = data_bytes // frame_bytes * frame_bytes + (0 if align else latency * frame_bytes)
-        stdout.write(wav_header(rate, channels, dtype, out_bytes))
+    out_bytes = None
+    if args.wav and data_bytes is not None:
+        out_bytes = data_bytes // frame_bytes * frame_bytes + (0 if align else latency * frame_bytes)
     reader = PcmReader(stdin, dtype, channels, limit=data_bytes)
     to_skip = latency if align else 0
     n_in, busy, last_status = 0, 0.0, time.monotonic()
@@ -76,6 +76,8 @@ def run_pipe(args, stdin=None, stdout=None, stderr=None) -> int:
             stdout.flush()
 
     try:
+        if args.wav:
+            stdout.write(wav_header(rate, channels, dtype, out_bytes))
         while True:
             block = reader.read(args.block)
             if block is None:
@@ -92,17 +94,28 @@ def run_pipe(args, stdin=None, stdout=None, stderr=None) -> int:
         started = time.perf_counter()
         emit(processor.flush())
         busy += time.perf_counter() - started
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         if interactive:
             print(file=stderr)
         print("stream-dc stream: interrupted", file=stderr)
-        return 130
+        return exit_status(interrupt)
+    except BrokenPipeError:
+        raise  # the reader went away: the command ends quietly (see cli.main)
+    except OSError as error:  # writing stdout failed: a full disk, a closed device
+        if interactive:
+            print(file=stderr)
+        reason = "no space left on the output device" if error.errno == errno.ENOSPC else (
+            error.strerror or str(error))
+        return _fail(f"cannot write the output: {reason}")
     if interactive:
         print(file=stderr)
     if reader.dropped_bytes:
         print(f"stream-dc stream: warning: dropped {reader.dropped_bytes} trailing bytes (not a whole "
               f"{frame_bytes}-byte frame)", file=stderr)
     if not args.quiet:
-        print(f"stream-dc stream: {n_in / rate:.1f} s processed, real-time factor "
-              f"{busy / max(n_in / rate, 1e-9):.3f}, {processor.windows_run} windows", file=stderr)
+        if n_in:
+            print(f"stream-dc stream: {n_in / rate:.1f} s processed, real-time factor {busy / (n_in / rate):.3f}, "
+                  f"{processor.windows_run} windows", file=stderr)
+        else:
+            print("stream-dc stream: no audio received", file=stderr)
     return 0

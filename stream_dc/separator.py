@@ -11,10 +11,11 @@ sample of windows whose embeddings are kept for the assignment pass.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 
+from .audio import AudioSource, InputError, check_block, check_source  # noqa: F401 (InputError: API)
 from .bundle import Bundle, load_bundle
 from .cluster import kmeans, nearest, voice_clusters
 from .features import LogMel
@@ -22,12 +23,6 @@ from .frontend import AnalysisFrontEnd
 from .inference import EmbeddingModel
 from .masks import MelMaskTrack, cluster_voice_mask
 from .synthesis import RECONSTRUCTIONS, make_synthesis
-
-BLOCK = 1 << 16  # samples per block when reading arrays or files
-
-
-class InputError(ValueError):
-    """The audio cannot be separated (empty, non-finite samples, ...)."""
 
 
 @dataclass
@@ -42,41 +37,6 @@ class Analysis:
     voice_flags: np.ndarray
     sample: np.ndarray
     sample_labels: np.ndarray
-
-
-@dataclass
-class AudioSource:
-    """Audio that can be read more than once in blocks: ``blocks()`` yields ``(samples, channels)`` float32."""
-
-    sample_rate: int
-    channels: int
-    frames: int
-    blocks: Callable[[], Iterator[np.ndarray]]
-
-    @classmethod
-    def from_array(cls, audio: np.ndarray, sample_rate: int) -> "AudioSource":
-        audio = np.asarray(audio, np.float32)
-        if audio.ndim == 1:
-            audio = audio[:, None]
-        if audio.ndim != 2:
-            raise InputError(f"audio must be (samples,) or (samples, channels), got shape {audio.shape}")
-        return cls(sample_rate, audio.shape[1], audio.shape[0],
-                   lambda: (audio[i:i + BLOCK] for i in range(0, len(audio), BLOCK)))
-
-
-def check_block(block: np.ndarray) -> np.ndarray:
-    if not np.all(np.isfinite(block)):
-        raise InputError("the audio contains NaN or infinite samples")
-    return block
-
-
-def check_source(source: AudioSource) -> None:
-    if source.frames <= 0:
-        raise InputError("the audio is empty (no samples)")
-    if source.channels <= 0:
-        raise InputError("the audio has no channels")
-    if not 1000 <= source.sample_rate <= 768000:
-        raise InputError(f"unsupported sample rate {source.sample_rate} Hz")
 
 
 class Separator:

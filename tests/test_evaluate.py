@@ -10,8 +10,8 @@ import soundfile as sf
 from stream_dc.datasets import DatasetError, list_tracks, split_groups
 from tests.synthetic import accompaniment, voice, write_mir1k_like
 
-pytest.importorskip("mir_eval")
-
+needs_mir_eval = pytest.mark.skipif(__import__("importlib").util.find_spec("mir_eval") is None,
+                                    reason="BSS Eval v3 needs mir_eval")
 
 def write_stems(folder, layout, rate=22050, tracks=2):
     rng = np.random.default_rng(4)
@@ -51,6 +51,7 @@ def test_readers(tmp_path):
         list_tracks(tmp_path / "nowhere", "mir1k")
 
 
+@needs_mir_eval
 @pytest.mark.parametrize("layout", ["mir1k", "stems"])
 def test_evaluate_command(tmp_path, layout):
     if layout == "mir1k":
@@ -70,8 +71,10 @@ def test_evaluate_command(tmp_path, layout):
     assert set(summary) == {"stream-dc", "ibm-mel", "ibm-stft", "repet", "mixture"}
     assert len(data["clips"]) == 1
     assert summary["mixture"]["voice"]["gnsdr"] == pytest.approx(0.0)
-    # oracle binary masks on this easy material are far better than the mixture
+    # oracle binary masks on this easy material are far better than the mixture, and so is the model
     assert summary["ibm-stft"]["voice"]["gnsdr"] > 5 and summary["ibm-mel"]["voice"]["gnsdr"] > 5
+    assert summary["stream-dc"]["voice"]["gnsdr"] > 0 and summary["stream-dc"]["accompaniment"]["gnsdr"] > 0
+    assert summary["stream-dc"]["voice"]["median_usdr"] > summary["mixture"]["voice"]["median_usdr"]
 
 
 def test_evaluate_bad_arguments(tmp_path):
@@ -83,6 +86,41 @@ def test_evaluate_bad_arguments(tmp_path):
     assert result.returncode == 1 and "no mir1k tracks" in result.stderr
 
 
+def test_usdr_and_accompaniment_alone_without_bss_eval(tmp_path):
+    """``--bss none`` scores uSDR and the vocals' energy share only (no mir_eval needed); on accompaniment alone
+    only the share is scored."""
+    write_stems(tmp_path / "data", "stems", tracks=1)
+    report = tmp_path / "report.json"
+    result = subprocess.run([sys.executable, "-m", "stream_dc", "evaluate", "--data", str(tmp_path / "data"),
+                             "--dataset", "stems", "--systems", "stream-dc,ibm-stft", "--bss", "none", "--json",
+                             str(report)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "uSDR" in result.stdout and "GNSDR" not in result.stdout
+    summary = json.loads(report.read_text())["summary"]
+    assert summary["ibm-stft"]["voice"]["median_usdr"] > summary["mixture"]["voice"]["median_usdr"] + 5
+    assert summary["stream-dc"]["voice"]["median_usdr"] > summary["mixture"]["voice"]["median_usdr"]
+    assert summary["mixture"]["vocal_share"]["median"] == pytest.approx(1.0)
+    rng = np.random.default_rng(9)
+    (tmp_path / "alone").mkdir()
+    sf.write(tmp_path / "alone" / "000_rock__x.wav", accompaniment(4.0, 16000, rng), 16000)
+    result = subprocess.run([sys.executable, "-m", "stream_dc", "evaluate", "--data", str(tmp_path / "alone"),
+                             "--dataset", "instrumental", "--systems", "stream-dc", "--bss", "none", "--json",
+                             str(report)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(report.read_text())["summary"]
+    assert 0 <= summary["stream-dc"]["vocal_share"]["median"] < 1
+    assert summary["stream-dc"]["empty_vocals"] == []
+
+
+def test_usdr_definition():
+    from stream_dc.evaluate import usdr
+
+    reference = np.ones((100, 2))
+    assert usdr(reference, reference * 0.9) == pytest.approx(20.0, abs=1e-6)
+    assert usdr(reference, np.zeros_like(reference)) == pytest.approx(0.0, abs=1e-6)
+
+
+@needs_mir_eval
 def test_bss_eval_v4_framewise_medians():
     from stream_dc.evaluate import bss_scores
 

@@ -17,7 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from stream_dc.datasets import TrackRef
-from stream_dc.features import ANALYSIS_RATE, LogMel, ideal_binary_mask, mono_downmix, stft
+from stream_dc.features import (
+    ANALYSIS_RATE,
+    LogMel,
+    ideal_binary_mask,
+    mono_downmix,
+    stft,
+)
 from stream_dc.resample import resample
 
 from .mixing import MixingConfig, RemixSpec, render

@@ -26,15 +26,23 @@ from torch import distributed as dist
 from stream_dc.bundle import BundleError, load_bundle
 from stream_dc.datasets import DATASETS, DatasetError, list_tracks, split_groups
 from stream_dc.features import FeatureConfig, LogMel
-from stream_dc.io import replaced_on_success
+from stream_dc.files import replaced_on_success
 
 from .calibrate import calibrate
-from .data import (Chunks, _worker_remix_features, compute_mixes, load_all, make_chunks, mix_features, normalisation,
-                   remix_features, worker_pool)
-from .mixing import MixingConfig, draw_remixes, render
+from .data import (
+    Chunks,
+    _worker_remix_features,
+    compute_mixes,
+    load_all,
+    make_chunks,
+    mix_features,
+    normalisation,
+    remix_features,
+    worker_pool,
+)
 from .loss import deep_clustering_loss
+from .mixing import MixingConfig, draw_remixes, render
 from .model import PRESETS, DeepClusteringNet, ModelConfig
-
 
 VALIDATION_STREAM = 1 << 30  # random stream of the validation remixes, apart from every epoch's
 
@@ -339,7 +347,10 @@ def train(args) -> Path:
         last = out / "last.pt"
         if not last.exists():
             raise SystemExit(f"error: --resume but {last} does not exist")
-        resume_state = torch.load(last, map_location="cpu", weights_only=True)
+        try:  # weights_only: a checkpoint holds tensors and plain values; unpickling anything else could run code
+            resume_state = torch.load(last, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise ValueError(f"{last} cannot be read as a training checkpoint ({type(error).__name__})") from None
         log(f"resuming {last} after epoch {resume_state['train_state']['epoch']}")
 
     # data
@@ -535,8 +546,8 @@ def train(args) -> Path:
 def _progress(total: int, description: str, enabled: bool):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=description, disable=not enabled, leave=False, mininterval=1.0,
-                file=sys.stderr, dynamic_ncols=True)
+    return tqdm(total=total, desc=description, disable=not enabled or not sys.stderr.isatty(), leave=False,
+                mininterval=1.0, file=sys.stderr, dynamic_ncols=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,8 @@ and by PyTorch on the same windows. With float16 weight storage, PyTorch runs th
 With int8 weights the float32 graph is checked against PyTorch first, then the quantised graph against the
 float32 one (mean cosine similarity of the embeddings and largest difference). If any check fails the export
 fails and nothing is written; otherwise the bundle is written atomically (``model.onnx`` + ``config.json``).
+The bundle also holds the chunked graph of the same weights (``model_chunked.onnx``, the live preset's
+latency-controlled BLSTM), verified the same way against PyTorch's chunked computation.
 """
 from __future__ import annotations
 
@@ -18,9 +20,10 @@ import torch
 
 from stream_dc.bundle import BundleConfig, sha256_of, write_bundle
 from stream_dc.features import FeatureConfig
-from training.model import TORCH_TO_ONNX_GATES, DeepClusteringNet, ModelConfig, inference_weights
+from training.model import TORCH_TO_ONNX_GATES, DeepClusteringNet, ModelConfig, chunked_embeddings, inference_weights
 
-from .onnx_graph import INPUT_NAME, OUTPUT_NAME, build_model, quantize_int8, round_to_storage
+from .onnx_graph import (CHUNK_NAME, INPUT_NAME, OUTPUT_NAME, STATE_NAMES, build_chunked_model, build_model,
+                         quantize_int8, round_to_storage)
 
 WEIGHT_TYPES = ("float16", "float32", "int8")
 
@@ -71,6 +74,54 @@ def verify(model_bytes: bytes, model: DeepClusteringNet, features: np.ndarray) -
     return float(np.max(np.abs(onnx_out - torch_out)))
 
 
+CHUNK_CHECK_FRAMES, CHUNK_CHECKS = 120, ((8, 16), (5, 3))  # frames and (chunk, look-ahead) pairs verified
+
+
+def run_chunked(model_bytes: bytes, features: np.ndarray, chunk: int, lookahead: int, layers: int,
+                hidden: int) -> np.ndarray:
+    """Run a chunked graph over ``features (batch, frames, n_mels)`` chunk by chunk, carrying its states."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    state = [np.zeros((layers, features.shape[0], hidden), np.float32) for _ in STATE_NAMES]
+    outputs = []
+    for start in range(0, features.shape[1], chunk):
+        decided = min(chunk, features.shape[1] - start)
+        embeddings, *state = session.run(None, {
+            INPUT_NAME: features[:, start:start + chunk + lookahead], CHUNK_NAME: np.array([decided], np.int64),
+            STATE_NAMES[0]: state[0], STATE_NAMES[1]: state[1]})
+        outputs.append(embeddings)
+    return np.concatenate(outputs, axis=1)
+
+
+def export_chunked(config: ModelConfig, stored: dict, features: np.ndarray, weight_dtype: str, graph_dtype: str,
+                   tolerance: float, min_cosine: float, max_abs: float) -> tuple[bytes, dict]:
+    """The chunked graph of the same weights, verified against PyTorch's chunked computation (and the int8 graph
+    against the float one) for every pair of ``CHUNK_CHECKS``. Returns the graph and what was measured."""
+    reference = model_with_folded_weights(config, stored)
+    float_bytes = build_chunked_model(stored, config.n_mels, config.embedding_dim, graph_dtype,
+                                      metadata={"producer": "stream-dc export", "graph": "chunked"})
+    model_bytes = quantize_int8(float_bytes) if weight_dtype == "int8" else float_bytes
+    report = {"checked": [list(pair) for pair in CHUNK_CHECKS], "onnx_vs_torch_max_abs": 0.0}
+    for chunk, lookahead in CHUNK_CHECKS:
+        expected = chunked_embeddings(reference, torch.from_numpy(features), chunk, lookahead).numpy()
+        float_out = run_chunked(float_bytes, features, chunk, lookahead, config.layers, config.hidden)
+        error = float(np.max(np.abs(float_out - expected)))
+        report["onnx_vs_torch_max_abs"] = max(report["onnx_vs_torch_max_abs"], error)
+        if not error <= tolerance:
+            raise ExportError(f"the chunked graph and PyTorch's chunked network differ by {error:.2e} (chunk "
+                              f"{chunk}, look-ahead {lookahead}; tolerance {tolerance:.0e}): bundle not written")
+        if weight_dtype == "int8":
+            out = run_chunked(model_bytes, features, chunk, lookahead, config.layers, config.hidden)
+            cosine = float(np.mean(np.sum(float_out * out, axis=-1)))
+            largest = float(np.max(np.abs(float_out - out)))
+            report["int8_mean_cosine"] = min(report.get("int8_mean_cosine", 1.0), cosine)
+            if not (cosine >= min_cosine and largest <= max_abs):
+                raise ExportError(f"the int8 chunked graph strays from float32 (mean cosine {cosine:.5f}, largest "
+                                  f"difference {largest:.3f}): bundle not written")
+    return model_bytes, report
+
+
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, weight_dtype: str = "float16",
                       tolerance: float = 1e-4, window_frames: int = 500, seed: int = 0,
                       quantized_min_cosine: float = 0.999, quantized_max_abs: float = 0.1,
@@ -115,6 +166,8 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, weight_dtype:
         if not (cosine >= quantized_min_cosine and largest <= quantized_max_abs):
             raise ExportError(f"int8 model strays from float32 (mean cosine {cosine:.5f}, largest difference "
                               f"{largest:.3f}): bundle not written")
+    chunked_bytes, chunked = export_chunked(config, stored, features[:, :CHUNK_CHECK_FRAMES], weight_dtype, graph_dtype,
+                                            tolerance, quantized_min_cosine, quantized_max_abs)
     with torch.no_grad():  # effect of the weight storage precision on the trained network's output
         storage_error = float(np.max(np.abs(
             model_with_folded_weights(config, stored)(torch.from_numpy(features)).numpy()
@@ -148,9 +201,10 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, weight_dtype:
     if "labelling" in state:
         bundle_config.voice_thresholds = tuple(float(v) for v in state["labelling"]["voice_thresholds"])
         provenance["labelling"] = state["labelling"].get("statistics", {})
-    write_bundle(out_dir, bundle_config, model_bytes)
+    provenance["export"]["chunked"] = chunked
+    write_bundle(out_dir, bundle_config, model_bytes, chunked_bytes)
     return {"bundle": str(out_dir), "bytes": len(model_bytes), "onnx_vs_torch": onnx_error,
-            "storage_vs_trained": storage_error, **quantization}
+            "storage_vs_trained": storage_error, **quantization, "chunked": chunked}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

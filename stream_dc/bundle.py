@@ -21,6 +21,7 @@ from .files import create_temporary
 
 BUNDLE_FORMAT = 1
 MODEL_FILE = "model.onnx"
+CHUNKED_MODEL_FILE = "model_chunked.onnx"  # optional: the same network one chunk at a time (the live preset)
 CONFIG_FILE = "config.json"
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "models" / "default"
 
@@ -46,6 +47,7 @@ class BundleConfig:
     # voice labelling thresholds (clear, weak) measured on training mixtures; see cluster.voice_clusters
     voice_thresholds: tuple[float, float] = (CLEAR_VOICE, WEAK_VOICE)
     mask_softness: float = 0.0  # 0: binary masks; > 0: soft masks from the cluster posteriors
+    chunked_model_sha256: str | None = None  # set when the bundle holds model_chunked.onnx
     input_name: str = "features"
     output_name: str = "embeddings"
     format_version: int = BUNDLE_FORMAT
@@ -67,6 +69,7 @@ class BundleConfig:
             "provenance": self.provenance,
             "voice_thresholds": [float(v) for v in self.voice_thresholds],
             "mask_softness": float(self.mask_softness),
+            **({"chunked_model_sha256": self.chunked_model_sha256} if self.chunked_model_sha256 else {}),
         }
 
     @classmethod
@@ -91,6 +94,7 @@ class BundleConfig:
                 format_version=version,
                 voice_thresholds=tuple(float(v) for v in values.get("voice_thresholds", (CLEAR_VOICE, WEAK_VOICE))),
                 mask_softness=float(values.get("mask_softness", 0.0)),
+                chunked_model_sha256=values.get("chunked_model_sha256"),
             )
         except BundleError:
             raise
@@ -126,6 +130,7 @@ class Bundle:
     directory: Path
     config: BundleConfig
     model_bytes: bytes
+    chunked_model_bytes: bytes | None = None
 
     @property
     def name(self) -> str:
@@ -157,18 +162,31 @@ def load_bundle(directory: str | Path | None = None) -> Bundle:
     model_bytes = model_path.read_bytes()
     if sha256_of(model_bytes) != config.model_sha256:
         raise BundleError(f"{model_path} does not match its config.json (checksum differs): corrupt or mismatched bundle")
-    return Bundle(directory=directory, config=config, model_bytes=model_bytes)
+    chunked_bytes = None
+    if config.chunked_model_sha256:
+        chunked_path = directory / CHUNKED_MODEL_FILE
+        if not chunked_path.is_file():
+            raise BundleError(f"model bundle {directory} has no {CHUNKED_MODEL_FILE} though its config.json names one")
+        chunked_bytes = chunked_path.read_bytes()
+        if sha256_of(chunked_bytes) != config.chunked_model_sha256:
+            raise BundleError(f"{chunked_path} does not match its config.json (checksum differs): corrupt or "
+                              "mismatched bundle")
+    return Bundle(directory=directory, config=config, model_bytes=model_bytes, chunked_model_bytes=chunked_bytes)
 
 
-def write_bundle(directory: str | Path, config: BundleConfig, model_bytes: bytes) -> Path:
-    """Write a bundle atomically: both files go to a temporary sibling directory that is then renamed."""
+def write_bundle(directory: str | Path, config: BundleConfig, model_bytes: bytes,
+                 chunked_model_bytes: bytes | None = None) -> Path:
+    """Write a bundle atomically: the files go to a temporary sibling directory that is then renamed."""
     directory = Path(directory)
     config.model_sha256 = sha256_of(model_bytes)
+    config.chunked_model_sha256 = sha256_of(chunked_model_bytes) if chunked_model_bytes else None
     config.validate()
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = create_temporary(directory.parent, f".{directory.name}.", folder=True)
     try:
         (staging / MODEL_FILE).write_bytes(model_bytes)
+        if chunked_model_bytes:
+            (staging / CHUNKED_MODEL_FILE).write_bytes(chunked_model_bytes)
         (staging / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=1) + "\n", encoding="utf-8")
         if directory.exists():
             backup = directory.with_name(f".{directory.name}.old")

@@ -108,32 +108,41 @@ def voice_clusters(centroids: np.ndarray, voice_reference: np.ndarray, accompani
 
 
 class OnlineCentroids:
-    """Centroids that follow a stream of embedding windows (mini-batch k-means with forgetting).
+    """Centroids that follow a stream of embedding windows or chunks (mini-batch k-means with forgetting).
 
-    The first window with enough active bins fits the centroids by k-means seeded with the reference centroids
-    (voice first); later windows move each centroid towards the mean of the bins assigned to it, weighted by the
-    bins' count against a decaying count of past bins. A window with too few active bins changes nothing.
+    Active-bin embeddings are gathered until there are ``min_points`` of them; they then fit the centroids by
+    k-means seeded with the reference centroids (voice first), which keeps the labels of the clusters stable.
+    Later updates move each centroid towards the mean of the bins assigned to it, weighted by the bins' count
+    against a decaying count of past bins; an update with fewer than ``min_update`` bins changes nothing. Until the
+    first fit the centroids are the references.
     """
 
     def __init__(self, voice_reference: np.ndarray, accompaniment_reference: np.ndarray, forgetting: float = 0.7,
-                 min_points: int = 64, thresholds: tuple[float, float] = (CLEAR_VOICE, WEAK_VOICE)):
+                 min_points: int = 64, thresholds: tuple[float, float] = (CLEAR_VOICE, WEAK_VOICE),
+                 min_update: int | None = None):
         self.references = np.stack([voice_reference, accompaniment_reference]).astype(np.float32)
         self.forgetting, self.min_points, self.thresholds = forgetting, min_points, thresholds
+        self.min_update = min_points if min_update is None else min_update
         self.reset()
 
     def reset(self) -> None:
         self.centroids = self.references.copy()
         self.counts = np.zeros(len(self.centroids), np.float64)
         self.fitted = False
+        self.gathered: list[np.ndarray] = []
 
     def update(self, points: np.ndarray) -> None:
-        """Fold a window's active-bin embeddings ``(n, dim)`` into the centroids."""
-        if len(points) < self.min_points:
-            return
+        """Fold active-bin embeddings ``(n, dim)`` into the centroids."""
         if not self.fitted:
+            self.gathered.append(points)
+            if sum(len(p) for p in self.gathered) < self.min_points:
+                return
+            points, self.gathered = np.concatenate(self.gathered), []
             self.centroids = lloyd(points, self.references)
             self.counts = np.bincount(nearest(points, self.centroids), minlength=len(self.centroids)).astype(np.float64)
             self.fitted = True
+            return
+        if len(points) < self.min_update:
             return
         labels = nearest(points, self.centroids)
         counts = np.bincount(labels, minlength=len(self.centroids)).astype(np.float64)

@@ -1,4 +1,5 @@
-"""ONNX Runtime session for a bundle's network: feature windows in, unit-length embeddings out.
+"""ONNX Runtime sessions for a bundle's network: feature windows in, unit-length embeddings out; and the chunked
+graph that streams the same network a few frames at a time.
 
 The execution provider is chosen at run time: CUDA when onnxruntime has it (the ``onnxruntime-gpu`` package) and
 the caller allows it, the CPU otherwise. ``EmbeddingModel.provider`` names the one that runs.
@@ -39,6 +40,29 @@ def choose_providers(device: str = "auto") -> list[str]:
     return ["CPUExecutionProvider"]
 
 
+def _session(bundle: Bundle, model_bytes: bytes, device: str, threads: int | None, file_name: str):
+    """An onnxruntime session for ``model_bytes`` and the provider it runs on; ``--device cuda`` never falls back
+    to the CPU silently (onnxruntime does when CUDA fails to start)."""
+    ort = _onnxruntime()
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    threads = threads or int(os.environ.get("STREAM_DC_THREADS", "0")) or None
+    if threads:
+        options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    try:
+        session = ort.InferenceSession(model_bytes, options, providers=choose_providers(device))
+    except DeviceError:
+        raise
+    except Exception as error:  # onnxruntime raises its own exception types for a bad graph
+        raise BundleError(f"{bundle.directory}/{file_name} cannot be loaded: {str(error).splitlines()[0]}") from None
+    provider = session.get_providers()[0]
+    if device == "cuda" and provider != "CUDAExecutionProvider":
+        raise DeviceError("--device cuda: onnxruntime could not start its CUDA provider (driver or CUDA "
+                          f"libraries missing?) and would run on {provider}")
+    return session, provider
+
+
 class EmbeddingModel:
     """Runs the bundle's network.
 
@@ -47,24 +71,8 @@ class EmbeddingModel:
     """
 
     def __init__(self, bundle: Bundle, device: str = "auto", threads: int | None = None):
-        ort = _onnxruntime()
         self.config = bundle.config
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        threads = threads or int(os.environ.get("STREAM_DC_THREADS", "0")) or None
-        if threads:
-            options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        try:
-            self.session = ort.InferenceSession(bundle.model_bytes, options, providers=choose_providers(device))
-        except DeviceError:
-            raise
-        except Exception as error:  # onnxruntime raises its own exception types for a bad graph
-            raise BundleError(f"{bundle.directory}/model.onnx cannot be loaded: {str(error).splitlines()[0]}") from None
-        self.provider = self.session.get_providers()[0]
-        if device == "cuda" and self.provider != "CUDAExecutionProvider":  # onnxruntime fell back silently
-            raise DeviceError("--device cuda: onnxruntime could not start its CUDA provider (driver or CUDA "
-                              f"libraries missing?) and would run on {self.provider}")
+        self.session, self.provider = _session(bundle, bundle.model_bytes, device, threads, "model.onnx")
         self._check_signature(bundle)
 
     def _check_signature(self, bundle: Bundle) -> None:
@@ -88,3 +96,41 @@ class EmbeddingModel:
         features = np.ascontiguousarray(features, dtype=np.float32)
         (embeddings,) = self.session.run([self.config.output_name], {self.config.input_name: features})
         return embeddings
+
+
+class ChunkedEmbeddingModel:
+    """Runs the bundle's chunked graph (the latency-controlled BLSTM): one chunk of frames and its look-ahead at a
+    time, carrying the forward LSTMs' states from chunk to chunk.
+
+    ``embed(features, chunk)``: normalised log-mel ``(chunk + lookahead, n_mels)`` float32 -> embeddings of the first
+    ``chunk`` frames ``(chunk, n_mels, embedding_dim)``. ``reset()`` starts a new stream.
+    """
+
+    def __init__(self, bundle: Bundle, device: str = "auto", threads: int | None = None):
+        if bundle.chunked_model_bytes is None:
+            raise BundleError(f"model bundle {bundle.directory} has no chunked graph (model_chunked.onnx) for the "
+                              "low-latency presets: export it again with this stream-dc, or use a window preset")
+        self.session, self.provider = _session(bundle, bundle.chunked_model_bytes, device, threads,
+                                               "model_chunked.onnx")
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        if set(inputs) != {"features", "chunk", "state_h", "state_c"}:
+            raise BundleError(f"{bundle.directory}/model_chunked.onnx does not have the chunked graph's inputs")
+        self.layers, self.hidden = (int(v) for v in (bundle.config.architecture.get("layers", 0),
+                                                     bundle.config.architecture.get("hidden", 0)))
+        shape = inputs["state_h"].shape
+        if isinstance(shape[2], int):
+            self.hidden = shape[2]
+        if not (self.layers > 0 and self.hidden > 0):
+            raise BundleError(f"{bundle.directory}/config.json does not give the network's layers and units")
+        self.reset()
+
+    def reset(self) -> None:
+        self.state_h = np.zeros((self.layers, 1, self.hidden), np.float32)
+        self.state_c = np.zeros((self.layers, 1, self.hidden), np.float32)
+
+    def embed(self, features: np.ndarray, chunk: int) -> np.ndarray:
+        features = np.ascontiguousarray(features[None], dtype=np.float32)
+        embeddings, self.state_h, self.state_c = self.session.run(None, {
+            "features": features, "chunk": np.array([chunk], np.int64), "state_h": self.state_h,
+            "state_c": self.state_c})
+        return embeddings[0]

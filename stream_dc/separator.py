@@ -58,6 +58,7 @@ class Separator:
             raise ValueError("stream mode uses projection reconstruction only")
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         self.model = EmbeddingModel(self.bundle, device)
+        self.chunk_model = None  # ChunkedEmbeddingModel, for --mode stream with a chunked preset
         config = self.bundle.config
         self.log_mel = LogMel(config.features, config.feature_mean, config.feature_std)
         self.reconstruction, self.mode, self.latency = reconstruction, mode, latency
@@ -174,10 +175,13 @@ class Separator:
 
     # -- streaming mode ---------------------------------------------------------------------------------------
     def _separate_streaming(self, source: AudioSource, write) -> None:
-        from .stream import StreamProcessor
+        from .stream import StreamProcessor, get_preset
 
+        chunked = get_preset(self.latency).chunked  # the chunked engine runs its own graph, loaded when needed
         processor = StreamProcessor(self.bundle, source.sample_rate, source.channels, latency=self.latency,
-                                    model=self.model, mask_softness=self.mask_softness)
+                                    model=self.chunk_model if chunked else self.model, mask_softness=self.mask_softness)
+        if chunked:
+            self.chunk_model = processor.model
         to_skip = processor.latency_samples
         for block in source.blocks():
             vocals, accompaniment = processor.process_stems(check_block(block))

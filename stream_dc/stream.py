@@ -13,6 +13,7 @@ window with enough active bins, seeded with the bundle's reference centroids, an
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +22,7 @@ from .bundle import Bundle, load_bundle
 from .cluster import OnlineCentroids
 from .features import LogMel
 from .frontend import AnalysisFrontEnd
-from .inference import EmbeddingModel
+from .inference import ChunkedEmbeddingModel, EmbeddingModel
 from .masks import MelMaskTrack, cluster_voice_mask
 from .resample import Resampler
 from .stft import StftGeometry
@@ -33,12 +34,17 @@ class LatencyPreset:
     """Window schedule in analysis frames (8 ms each)."""
 
     name: str
-    hop: int  # frames decided by each window
+    hop: int  # frames decided by each window (each chunk, for the chunked engine)
     lookahead: int  # frames of future context after the decided frames
     crossfade: int  # frames blended between consecutive windows (even)
     description: str = ""
+    chunked: bool = False  # the latency-controlled BLSTM (the bundle's chunked graph) instead of 500-frame windows
 
     def validate(self, window_frames: int) -> None:
+        if self.chunked:
+            if self.hop < 1 or self.lookahead < 1 or self.crossfade:
+                raise ValueError("a chunked schedule needs chunk >= 1, lookahead >= 1 and no crossfade")
+            return
         if self.hop < 1 or self.lookahead < 0 or self.crossfade < 0 or self.crossfade % 2:
             raise ValueError("hop must be >= 1, lookahead >= 0 and crossfade an even number >= 0")
         if self.crossfade > self.hop:
@@ -56,6 +62,8 @@ PRESETS = {
                               description="0.8 s hop, 0.8 s look-ahead"),
     "low": LatencyPreset("low", hop=40, lookahead=40, crossfade=16,
                          description="0.32 s hop, 0.32 s look-ahead"),
+    "live": LatencyPreset("live", hop=8, lookahead=16, crossfade=0, chunked=True,
+                          description="latency-controlled BLSTM: 64 ms chunks, 128 ms look-ahead"),
 }
 KEEP = ("accompaniment", "vocals")
 
@@ -69,16 +77,37 @@ def get_preset(latency: str | LatencyPreset) -> LatencyPreset:
     if "=" in latency:
         try:
             values = {k.strip(): int(v) for k, v in (item.split("=") for item in latency.split(","))}
+            if "chunk" in values:
+                chunk, lookahead = values.pop("chunk"), values.pop("lookahead")
+                if values:
+                    raise KeyError(", ".join(values))
+                return LatencyPreset(latency, hop=chunk, lookahead=lookahead, crossfade=0, chunked=True,
+                                     description="custom chunked")
             hop, lookahead = values.pop("hop"), values.pop("lookahead")
             crossfade = values.pop("crossfade", min(20, hop, 2 * lookahead) // 2 * 2)
             if values:
                 raise KeyError(", ".join(values))
         except (KeyError, ValueError):
-            raise ValueError(f"custom latency {latency!r}: write hop=FRAMES,lookahead=FRAMES[,crossfade=FRAMES]") \
-                from None
+            raise ValueError(f"custom latency {latency!r}: write hop=FRAMES,lookahead=FRAMES[,crossfade=FRAMES] or "
+                             "chunk=FRAMES,lookahead=FRAMES") from None
         return LatencyPreset(latency, hop=hop, lookahead=lookahead, crossfade=crossfade, description="custom")
     raise ValueError(f"unknown latency preset {latency!r}: choose one of {', '.join(PRESETS)} "
                      "or write hop=FRAMES,lookahead=FRAMES") from None
+
+
+CHUNKED_FIT_POINTS = 3000  # active bins gathered before the chunked engine's first k-means (about 20-40 frames)
+CHUNKED_PEAK_FRAMES = 500  # the chunked engine's silence threshold follows the loudest bin of the last 4 s
+
+
+class RunningPeak:
+    """The largest of the last ``length`` values (a loudness reference that forgets)."""
+
+    def __init__(self, length: int):
+        self.values: deque = deque(maxlen=max(1, length))
+
+    def update(self, value: float) -> float:
+        self.values.append(value)
+        return max(self.values)
 
 
 def crossfade_weights(length: int) -> np.ndarray:
@@ -104,10 +133,11 @@ class StreamProcessor:
         if keep not in KEEP:
             raise ValueError(f"keep must be one of {', '.join(KEEP)}")
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-        self.model = model or EmbeddingModel(self.bundle, device)
         config = self.bundle.config
         self.preset = get_preset(latency)
         self.preset.validate(config.window_frames)
+        # the network runner for the preset's engine: windows (EmbeddingModel) or chunks (ChunkedEmbeddingModel)
+        self.model = model or (ChunkedEmbeddingModel if self.preset.chunked else EmbeddingModel)(self.bundle, device)
         self.sample_rate, self.channels, self.keep = int(sample_rate), int(channels), keep
         self.other_gain = 0.0 if vocal_gain_db is None else float(10.0 ** (vocal_gain_db / 20.0))
         self.log_mel = LogMel(config.features, config.feature_mean, config.feature_std)
@@ -140,8 +170,16 @@ class StreamProcessor:
         config = self.bundle.config
         self.frontend = AnalysisFrontEnd(self.log_mel, self.sample_rate)
         self.synthesis = ProjectionSynthesis(config.features, self.sample_rate, self.channels)
-        self.centroids = OnlineCentroids(config.voice_centroid, config.accompaniment_centroid, self.forgetting,
-                                         thresholds=config.voice_thresholds)
+        if self.preset.chunked:  # forgetting is per 100 frames, as the balanced preset's hop
+            forgetting, first_fit, per_update = self.forgetting ** (self.preset.hop / 100), CHUNKED_FIT_POINTS, 16
+        else:
+            forgetting, first_fit, per_update = self.forgetting, 64, 64
+        self.centroids = OnlineCentroids(config.voice_centroid, config.accompaniment_centroid, forgetting,
+                                         min_points=first_fit, thresholds=config.voice_thresholds,
+                                         min_update=per_update)
+        if self.preset.chunked:
+            self.model.reset()
+            self.loudness = RunningPeak(CHUNKED_PEAK_FRAMES // self.preset.hop)
         self.track = MelMaskTrack(config.features.n_mels)
         self.features_start = 0  # absolute index of self.features[0]
         self.features = np.zeros((0, config.features.n_mels), np.float32)
@@ -200,9 +238,8 @@ class StreamProcessor:
         if len(frames):
             self.features = np.concatenate([self.features, frames])
 
-    def _window_features(self, first: int, total_frames: int | None) -> np.ndarray:
-        """Log-mel frames ``[first, first + window)``; frames before 0 or past the end are silence."""
-        size = self.bundle.config.window_frames
+    def _frames(self, first: int, size: int, total_frames: int | None) -> np.ndarray:
+        """Log-mel frames ``[first, first + size)``; frames before 0 or past the end are silence."""
         out = np.repeat(self.log_mel.silence_log_mel()[None], size, axis=0)
         lo, hi = max(first, self.features_start), first + size
         hi = min(hi, self.features_start + len(self.features))
@@ -213,6 +250,9 @@ class StreamProcessor:
         return out
 
     def _run_windows(self, total_frames: int | None) -> None:
+        if self.preset.chunked:
+            self._run_chunks(total_frames)
+            return
         preset, size = self.preset, self.bundle.config.window_frames
         available = self.features_start + len(self.features)
         while True:
@@ -232,9 +272,37 @@ class StreamProcessor:
             self.features = self.features[drop:]
             self.features_start += drop
 
+    def _run_chunks(self, total_frames: int | None) -> None:
+        """The chunked engine: chunk ``k`` decides frames ``[k*chunk, (k+1)*chunk)`` once its look-ahead has
+        arrived (at the end of the stream the missing frames are silence)."""
+        chunk, lookahead = self.preset.hop, self.preset.lookahead
+        available = self.features_start + len(self.features)
+        while True:
+            first = self.next_window * chunk
+            if total_frames is None:
+                if first + chunk + lookahead > available:
+                    break
+            elif first >= total_frames:
+                break
+            log_mel = self._frames(first, chunk + lookahead, total_frames)
+            decided = chunk if total_frames is None else min(chunk, total_frames - first)
+            embeddings = self.model.embed(self.log_mel.normalise(log_mel), decided)  # (decided, n_mels, dim)
+            self.windows_run += 1
+            peak = self.loudness.update(float(log_mel.max()))
+            active = self.log_mel.active_bins(log_mel[:decided], reference_log_mel=peak)
+            self.centroids.update(embeddings[active])
+            masks = cluster_voice_mask(embeddings, self.centroids.centroids, self.centroids.voice_labels(),
+                                       self.mask_softness)
+            self.track.accumulate(first, masks, np.ones(decided, np.float32))
+            self.track.finalise(first + decided)
+            self.next_window += 1
+            drop = min(max(0, first + chunk - self.features_start), len(self.features))
+            self.features = self.features[drop:]
+            self.features_start += drop
+
     def _run_window(self, k: int, first: int, total_frames: int | None) -> None:
         preset = self.preset
-        log_mel = self._window_features(first, total_frames)
+        log_mel = self._frames(first, self.bundle.config.window_frames, total_frames)
         embeddings = self.model.embed(self.log_mel.normalise(log_mel)[None])[0]  # (window, n_mels, dim)
         self.windows_run += 1
         commit = k * preset.hop

@@ -24,13 +24,20 @@ class ConstantEmbeddings:
         self.voice = config.voice_centroid / np.linalg.norm(config.voice_centroid)
         self.accompaniment = config.accompaniment_centroid / np.linalg.norm(config.accompaniment_centroid)
 
-    def embed(self, features: np.ndarray) -> np.ndarray:
+    def embed(self, features: np.ndarray, chunk: int | None = None) -> np.ndarray:
+        """Windows ``(batch, frames, n_mels)`` -> ``(batch, frames, n_mels, dim)``; or, for the chunked engine, one
+        chunk with its look-ahead ``(frames, n_mels)`` -> the chunk's ``(chunk, n_mels, dim)`` (one call each)."""
+        if chunk is not None:
+            return self.embed(features[None, :chunk])[0]
         batch, frames, bands = features.shape
         out = np.empty((batch, frames, bands, len(self.voice)), np.float32)
         for b in range(batch):
             out[b] = self.voice if self.pattern(self.calls) else self.accompaniment
             self.calls += 1
         return out
+
+    def reset(self) -> None:
+        pass
 
 
 @pytest.fixture

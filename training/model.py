@@ -181,3 +181,48 @@ def inference_weights(model: DeepClusteringNet) -> dict:
         "output_weight": model.embedding.weight.T.float().cpu().numpy().copy(),
         "output_bias": model.embedding.bias.float().cpu().numpy().copy(),
     }
+
+
+def _lstm_direction(blstm: BatchNormBLSTM, direction: int, x: torch.Tensor, state=None):
+    """One direction of an evaluation-mode layer over ``x`` ``(batch, frames, in)`` (reversed in time for
+    direction 1) from ``state`` ``(h, c)``, each ``(batch, H)`` (zeros when None). Returns the outputs
+    ``(batch, frames, H)`` in the input's time order and the final state."""
+    weight_ih, bias_ih = blstm.folded_input_weights()
+    params = [weight_ih[direction], blstm.weight_hh[direction], bias_ih[direction], blstm.bias_hh[direction]]
+    if state is None:
+        zeros = x.new_zeros(1, x.shape[0], blstm.hidden)
+        state = (zeros, zeros)
+    else:
+        state = (state[0][None], state[1][None])
+    inputs = x.flip(1) if direction else x
+    output, h, c = torch._VF.lstm(inputs, state, params, True, 1, 0.0, False, False, True)
+    return (output.flip(1) if direction else output), (h[0], c[0])
+
+
+@torch.no_grad()
+def chunked_embeddings(model: DeepClusteringNet, features: torch.Tensor, chunk: int, lookahead: int) -> torch.Tensor:
+    """The latency-controlled BLSTM: the reference for the exported chunked graph.
+
+    Frames are processed ``chunk`` at a time. In every layer the forward LSTM carries its state from chunk to chunk
+    (it sees the whole past, as offline), and the backward LSTM runs from a fresh state over the chunk and
+    ``lookahead`` further frames; each layer feeds the next over chunk + look-ahead, and only the chunk's frames
+    are emitted. Frames past the end of ``features`` are silence as the caller gives them: here the signal simply
+    ends. ``features (batch, frames, n_mels)`` -> embeddings ``(batch, frames, n_mels, dim)``.
+    """
+    model.eval()
+    batch, frames, _ = features.shape
+    states = [None] * len(model.blstms)
+    outputs = []
+    for start in range(0, frames, chunk):
+        x = features[:, start:start + chunk + lookahead]
+        decided = min(chunk, frames - start)
+        for index, blstm in enumerate(model.blstms):
+            head, state = _lstm_direction(blstm, 0, x[:, :decided], states[index])
+            tail, _ = _lstm_direction(blstm, 0, x[:, decided:], state) if x.shape[1] > decided else (head[:, :0], None)
+            backward, _ = _lstm_direction(blstm, 1, x)
+            states[index] = state
+            x = torch.cat([torch.cat([head, tail], dim=1), backward], dim=-1)
+        v = torch.tanh(model.embedding(x[:, :decided]))
+        outputs.append(F.normalize(v.reshape(batch, decided, model.config.n_mels, model.config.embedding_dim), dim=-1,
+                                   eps=1e-8))
+    return torch.cat(outputs, dim=1)

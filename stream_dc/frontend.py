@@ -13,16 +13,26 @@ from .stft import FrameAnalyzer, StftGeometry
 
 class AnalysisFrontEnd:
     """``push(block)`` with ``(samples, channels)`` audio returns the log-mel frames ``(frames, n_mels)`` that
-    became complete; ``finish(n_samples)`` zero-pads and returns the rest. Frames are numbered from 0 (centred at
-    16 kHz sample ``t * hop``); ``total_frames`` is known after ``finish``."""
+    became complete; ``finish(n_samples)`` zero-pads and returns the rest; ``reset()`` starts over. Frames are
+    numbered from 0 (centred at 16 kHz sample ``t * hop``); ``total_frames`` is known after ``finish``."""
 
     def __init__(self, log_mel: LogMel, sample_rate: int):
-        config = log_mel.config
         self.log_mel, self.sample_rate = log_mel, sample_rate
-        self.resampler = Resampler(sample_rate, config.sample_rate, 1)
+        self.reset()
+
+    def reset(self) -> None:
+        config = self.log_mel.config
+        self.resampler = Resampler(self.sample_rate, config.sample_rate, 1)
         self.analyzer = FrameAnalyzer(StftGeometry(config.n_fft, config.hop_length), 1, start_frame=0)
         self.total_frames: int | None = None
         self.frames_out = 0
+
+    @property
+    def lookahead_samples(self) -> float:
+        """Input samples past the centre of an analysis frame that it reads: the resampler's look-ahead and the
+        second half of the 16 kHz window."""
+        config = self.log_mel.config
+        return self.resampler.taps_after + (config.n_fft // 2 - 1) * self.sample_rate / config.sample_rate
 
     def _log_mel(self, spectra: np.ndarray) -> np.ndarray:
         self.frames_out += len(spectra)

@@ -18,7 +18,7 @@ from .bundle import BundleError
 from .inference import DeviceError
 from .interrupts import exit_status
 from .io import PcmReader, encode_pcm, read_wav_header, wav_header
-from .stream import StreamProcessor
+from .stream import Aligner, StreamProcessor
 
 STATUS_INTERVAL = 2.0  # seconds between status updates on a terminal
 
@@ -63,16 +63,14 @@ def run_pipe(args, stdin=None, stdout=None, stderr=None) -> int:
     if args.wav and data_bytes is not None:
         out_bytes = data_bytes // frame_bytes * frame_bytes + (0 if align else latency * frame_bytes)
     reader = PcmReader(stdin, dtype, channels, limit=data_bytes)
-    to_skip = latency if align else 0
+    aligner = Aligner(latency if align else 0)
     n_in, busy, last_status = 0, 0.0, time.monotonic()
     interactive = not args.quiet and stderr.isatty()
 
     def emit(block) -> None:
-        nonlocal to_skip
-        skip = min(to_skip, len(block))
-        to_skip -= skip
-        if len(block) > skip:
-            stdout.write(encode_pcm(block[skip:], dtype))
+        block = aligner.trim(block)
+        if len(block):
+            stdout.write(encode_pcm(block, dtype))
             stdout.flush()
 
     try:

@@ -175,18 +175,14 @@ class Separator:
 
     # -- streaming mode ---------------------------------------------------------------------------------------
     def _separate_streaming(self, source: AudioSource, write) -> None:
-        from .stream import StreamProcessor, get_preset
+        from .stream import Aligner, StreamProcessor, get_preset
 
         chunked = get_preset(self.latency).chunked  # the chunked engine runs its own graph, loaded when needed
         processor = StreamProcessor(self.bundle, source.sample_rate, source.channels, latency=self.latency,
                                     model=self.chunk_model if chunked else self.model, mask_softness=self.mask_softness)
         if chunked:
             self.chunk_model = processor.model
-        to_skip = processor.latency_samples
+        aligner = Aligner(processor.latency_samples)
         for block in source.blocks():
-            vocals, accompaniment = processor.process_stems(check_block(block))
-            skip = min(to_skip, len(vocals))
-            to_skip -= skip
-            write(vocals[skip:], accompaniment[skip:])
-        vocals, accompaniment = processor.flush_stems()
-        write(vocals[to_skip:], accompaniment[to_skip:])
+            write(*aligner.trim(*processor.process_stems(check_block(block))))
+        write(*aligner.trim(*processor.flush_stems()))

@@ -156,3 +156,18 @@ class StreamProcessor:
         self.ready_count -= wanted
         pad = np.zeros((zeros, self.channels), np.float32)
         return np.concatenate([pad, voice[:wanted]]), np.concatenate([pad, accompaniment[:wanted]])
+
+
+class Aligner:
+    """Drops the first ``latency`` samples of a delayed stream, so that what remains (with the processor's
+    flushed tail) lines up with the input sample for sample: ``trim(*blocks)`` trims one or more parallel
+    ``(samples, channels)`` blocks alike."""
+
+    def __init__(self, latency: int):
+        self.to_skip = latency
+
+    def trim(self, *blocks: np.ndarray):
+        skip = min(self.to_skip, len(blocks[0]))
+        self.to_skip -= skip
+        trimmed = tuple(block[skip:] for block in blocks)
+        return trimmed if len(trimmed) > 1 else trimmed[0]

@@ -1,11 +1,11 @@
 """A long ``stream-dc live`` run on a JACK server with the dummy driver (a real-time device without a sound card).
 
-    python benchmarks/live_run.py [--minutes 10] [--latency balanced] [--blocksize 1024]
+    python benchmarks/live_run.py [--minutes 10] [--latency balanced] [--blocksize 1024] [--buffer 250]
 
 Starts ``jackd -d dummy``, runs ``stream-dc live`` on it, plays the example song in a loop into its input ports
 from a JACK client for the given time, then stops it with SIGINT and prints its summary (latency, real-time
 factor, underruns, overruns) and the number of xruns the JACK server reported. Needs jackd (jackd2), PortAudio
-and JACK-Client.
+and JACK-Client. Writes benchmarks/results/live_run_<preset>.txt.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import machine, music  # noqa: E402
+from benchmarks.common import RESULTS, machine, music  # noqa: E402
 
 RATE = 44100
 
@@ -30,6 +30,7 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--latency", default="balanced")
     parser.add_argument("--blocksize", type=int, default=1024)
+    parser.add_argument("--buffer", type=float, default=250.0, help="stream-dc live's jitter buffer (ms)")
     args = parser.parse_args()
     import jack
 
@@ -47,7 +48,8 @@ def main() -> int:
         song = music(60.0, RATE, 2)
         env = dict(os.environ, JACK_DEFAULT_SERVER=server, PYTHONUNBUFFERED="1")
         live = subprocess.Popen([sys.executable, "-m", "stream_dc", "live", "--blocksize", str(args.blocksize),
-                                 "--latency", args.latency, "--input", "system", "--output", "system"],
+                                 "--latency", args.latency, "--input", "system", "--output", "system",
+                                 "--buffer", str(args.buffer)],
                                 env=env, stderr=subprocess.PIPE, text=True)
         client = jack.Client("player", servername=server, no_start_server=True)
         outs = [client.outports.register(f"out_{c}") for c in range(2)]
@@ -85,12 +87,16 @@ def main() -> int:
     finally:
         jackd.terminate()
         jackd.wait(timeout=10)
-    print(f"machine: {machine()}; JACK dummy driver, {RATE} Hz, period {args.blocksize}; preset {args.latency}; "
-          f"{args.minutes:g} minutes of the example song in a loop")
-    print(stderr.strip().splitlines()[0])
-    print(stderr.strip().splitlines()[-1])
-    print(f"exit status {live.returncode}; JACK server xruns during the run: {state['xruns']}; output peak "
-          f"{state['peak']:.2f}")
+    lines = stderr.strip().splitlines()
+    text = "\n".join([
+        f"machine: {machine()}; JACK dummy driver, {RATE} Hz, period {args.blocksize}; preset {args.latency}; "
+        f"jitter buffer {args.buffer:g} ms; {args.minutes:g} minutes of the example song in a loop",
+        lines[0], lines[-1],
+        f"exit status {live.returncode}; JACK server xruns during the run: {state['xruns']}; output peak "
+        f"{state['peak']:.2f}"])
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"live_run_{args.latency}.txt").write_text(text + "\n")
     return 0
 
 

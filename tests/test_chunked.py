@@ -4,6 +4,7 @@ import pytest
 
 from stream_dc.stream import PRESETS, StreamProcessor
 from tests.synthetic import accompaniment, voice
+from tests.test_stream import run_blocks
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
@@ -101,16 +102,6 @@ def test_window_presets_work_without_a_chunked_graph(tmp_path):
     StreamProcessor(plain, 44100, 2, latency="balanced", device="cpu")
     with pytest.raises(BundleError, match="no chunked graph"):
         StreamProcessor(plain, 44100, 2, latency="live", device="cpu")
-
-
-def run_blocks(processor, audio, sizes):
-    out, i, k = [], 0, 0
-    while i < len(audio):
-        n = sizes[k % len(sizes)]
-        out.append(processor.process(audio[i:i + n]))
-        i, k = i + n, k + 1
-    out.append(processor.flush())
-    return np.concatenate(out)
 
 
 def song(seconds, rate, voice_from, seed=0):

@@ -284,9 +284,9 @@ def reference_mixes(stems: list, originals: dict, raw: LogMel, args) -> tuple[li
     if args.remixes > 0:
         config = mixing_config(args)
         specs = draw_remixes(stems, len(mixes), config, np.random.default_rng([args.seed, VALIDATION_STREAM + 1]))
-        mixes += compute_mixes(stems, specs, raw, args.workers, config)
         for spec in specs:
-            _, accompaniment = render(spec, stems, config)
+            voice, accompaniment = render(spec, stems, config)
+            mixes.append(mix_features(voice, accompaniment, raw))
             alone.append(mix_features(np.zeros_like(accompaniment), accompaniment, raw))
     return mixes, alone
 

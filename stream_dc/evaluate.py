@@ -322,9 +322,13 @@ def run_evaluate(args) -> int:
     total = sum(c["seconds"] for c in clips)
     if args.per_clip:
         for clip in clips:
-            cells = "  ".join(f"{s}: {clip['scores'][s]['sdr'][0] - clip['scores']['mixture']['sdr'][0]:6.2f}"
-                              for s in systems)
-            print(f"{clip['name']:<24} NSDR voice  {cells}")
+            if "sdr" in clip["scores"]["mixture"]:
+                label, cells = "NSDR voice", "  ".join(
+                    f"{s}: {clip['scores'][s]['sdr'][0] - clip['scores']['mixture']['sdr'][0]:6.2f}" for s in systems)
+            else:
+                label, cells = "uSDR voice/accompaniment", "  ".join(
+                    f"{s}: {clip['scores'][s]['usdr'][0]:6.2f} {clip['scores'][s]['usdr'][1]:6.2f}" for s in systems)
+            print(f"{clip['name']:<24} {label}  {cells}")
     description = f"stream-dc {args.mode}" + (f" ({args.latency})" if args.mode == "stream" else "")
     print(f"{len(clips)} clips, {total / 60:.1f} min ({args.dataset}{': ' + args.groups if args.groups else ''}); "
           f"BSS Eval {args.bss}; {description}; {time.perf_counter() - started:.0f} s")

@@ -303,3 +303,15 @@ def test_inverse_mel_recovers_a_magnitude_that_the_filterbank_maps_back():
     assert not np.any(inverse.apply(spectra.astype(np.complex64), np.zeros((4, features.n_mels), np.float32)))
     kept = inverse.apply(spectra.astype(np.complex64), np.ones((4, features.n_mels), np.float32))
     np.testing.assert_allclose(np.angle(kept[:, 2:-2]), np.angle(spectra[:, 2:-2]), atol=1e-4)
+
+
+def test_golden_masks_of_the_shipped_model():
+    """The shipped model's masks on a fixed input, against the stored summary (``tests/golden/shipped_masks.py``
+    rewrites it after a deliberate change to the model or the pipeline)."""
+    from tests.golden.shipped_masks import GOLDEN, summary
+
+    expected, got = json.loads(GOLDEN.read_text()), summary()
+    np.testing.assert_allclose(got["band_means"], expected["band_means"], atol=0.01)
+    np.testing.assert_allclose(got["frame_means"], expected["frame_means"], atol=0.02)
+    assert got["vocals_share_offline"] == pytest.approx(expected["vocals_share_offline"], abs=0.005)
+    assert got["vocals_share_live"] == pytest.approx(expected["vocals_share_live"], abs=0.005)

@@ -57,7 +57,8 @@ def test_output_does_not_depend_on_block_size(bundle):
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 @pytest.mark.parametrize("rate", [16000, 44100, 48000])
 def test_latency_is_the_delay_of_an_impulse(bundle, constant_model, preset, rate):
-    processor = StreamProcessor(bundle, rate, 2, latency=preset, keep="vocals", model=constant_model(bundle))
+    processor = StreamProcessor(bundle, rate, 2, latency=preset, keep="vocals", model=constant_model(bundle),
+                                mask_softness=0)
     audio = np.zeros((3 * rate + 17, 2), np.float32)
     audio[rate // 3, 0], audio[rate // 2, 1] = 1.0, -0.5
     out = run_blocks(processor, audio, [997, 1, 4096])
@@ -69,7 +70,8 @@ def test_latency_is_the_delay_of_an_impulse(bundle, constant_model, preset, rate
 
 
 def test_presets_order_their_latency(bundle, constant_model):
-    latency = {name: StreamProcessor(bundle, 44100, 2, latency=name, model=constant_model(bundle)).latency_ms
+    latency = {name: StreamProcessor(bundle, 44100, 2, latency=name, model=constant_model(bundle),
+                                mask_softness=0).latency_ms
                for name in PRESETS}
     assert latency["live"] <= 250 < latency["low"] < latency["balanced"] < latency["paper"]
     assert latency["paper"] > 4000  # a whole 500-frame window
@@ -78,8 +80,8 @@ def test_presets_order_their_latency(bundle, constant_model):
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_stream_mode_equals_offline_when_masks_do_not_depend_on_context(bundle, preset):
     audio = mixture(6.0, 44100, seed=2)
-    offline = Separator(bundle, device="cpu")
-    streaming = Separator(bundle, device="cpu", mode="stream", latency=preset)
+    offline = Separator(bundle, device="cpu", mask_softness=0)
+    streaming = Separator(bundle, device="cpu", mode="stream", latency=preset, mask_softness=0)
     offline.model = streaming.model = streaming.chunk_model = FeatureRuleEmbeddings(bundle)
     vocals_offline, accompaniment_offline = offline.separate(audio, 44100)
     vocals_stream, accompaniment_stream = streaming.separate(audio, 44100)
@@ -102,7 +104,8 @@ def test_window_joins_keep_the_level(bundle, constant_model, signal):
     """All-voice masks blended across overlapping windows: a steady signal passes without any dip."""
     rate = 16000
     audio = tone(6.0, rate) if signal == "tone" else noise(6.0, rate)
-    processor = StreamProcessor(bundle, rate, 1, latency="low", keep="vocals", model=constant_model(bundle))
+    processor = StreamProcessor(bundle, rate, 1, latency="low", keep="vocals", model=constant_model(bundle),
+                                mask_softness=0)
     out = run_blocks(processor, audio, [512])[processor.latency_samples:]
     frame = rate // 100
     levels = np.sqrt(np.mean(out[:len(out) // frame * frame, 0].reshape(-1, frame) ** 2, axis=1))
@@ -115,7 +118,8 @@ def test_mask_changes_between_windows_are_crossfaded(bundle, constant_model):
     rate = 16000
     preset = PRESETS["low"]
     processor = StreamProcessor(bundle, rate, 1, latency="low", keep="vocals",
-                                model=constant_model(bundle, pattern=lambda k: k % 2 == 0))
+                                model=constant_model(bundle, pattern=lambda k: k % 2 == 0),
+                                mask_softness=0)
     audio = tone(4.0, rate, freq=500.0)
     out = run_blocks(processor, audio, [512])[processor.latency_samples:, 0]
     frame = rate // 250  # 4 ms: two whole periods of the tone, so the level estimate has no ripple

@@ -14,7 +14,8 @@ ones) over whole clips, or BSS Eval v4 (``museval``, framewise, median over fram
 Every clip also gets the MDX challenge's uSDR, ``10 log10(|s|^2 / |s - est|^2)`` over all samples and channels
 (reported as the median over clips), and the share of the mixture's energy each system puts in the vocals.
 A track "comes out with empty vocals" when the true voice holds at least 1% of the mixture's energy and the
-estimate less than 0.1%. On accompaniment alone (``--dataset instrumental``) only the energy share is scored.
+estimate less than 0.1%; BSS Eval is undefined for a silent estimate, so such a track is left out of the BSS Eval
+figures (not of uSDR, which scores it 0 dB for the vocals). On accompaniment alone (``--dataset instrumental``) only the energy share is scored.
 """
 from __future__ import annotations
 
@@ -205,8 +206,12 @@ def evaluate_clip(ref) -> dict:
     voiced = energy(track.voice) > 0
     scores = {}
     for system, (vocals, accompaniment) in estimates.items():
-        entry = (bss_scores(references, [vocals, accompaniment], track.sample_rate, options["bss"])
-                 if voiced and options["bss"] != "none" else {})
+        entry = {}
+        if voiced and options["bss"] != "none":
+            if energy(vocals) > 0 and energy(accompaniment) > 0:
+                entry = bss_scores(references, [vocals, accompaniment], track.sample_rate, options["bss"])
+            else:  # BSS Eval is undefined for a silent estimate (the clip counts among the empty vocals)
+                entry = {metric: [float("nan"), float("nan")] for metric in METRICS}
         entry["usdr"] = ([usdr(track.voice, vocals), usdr(track.accompaniment, accompaniment)] if voiced
                          else [float("nan"), float("nan")])
         entry["vocal_share"] = energy(vocals) / max(energy(mixture), 1e-20)
@@ -238,7 +243,8 @@ def aggregate(clips: list[dict]) -> dict:
         entry = {}
         for s, source in enumerate(SOURCES):
             values = {}
-            scored = [c for c in clips if "sdr" in c["scores"][system]]
+            scored = [c for c in clips if np.isfinite(c["scores"][system].get("sdr", [np.nan] * 2)[s])
+                      and np.isfinite(c["scores"]["mixture"].get("sdr", [np.nan] * 2)[s])]
             if scored:
                 w = np.array([c["seconds"] for c in scored])
                 nsdr = [c["scores"][system]["sdr"][s] - c["scores"]["mixture"]["sdr"][s] for c in scored]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import os
 import platform
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SONG = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "songs" / "spleeter_audio_example.mp3"
 
 
-def machine() -> str:
-    """CPU model and core count, e.g. 'Intel Xeon ... (2 cores)'."""
+def machine(with_gpu: bool = False) -> str:
+    """CPU model and core count, e.g. 'Intel Xeon ... (2 cores)', and the GPU's name when ``with_gpu``."""
     model = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -22,7 +23,15 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{model} ({os.cpu_count()} cores)"
+    described = f"{model} ({os.cpu_count()} cores)"
+    if with_gpu:
+        try:
+            gpus = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                                  text=True, timeout=30).stdout.strip().replace("\n", ", ")
+        except (OSError, subprocess.SubprocessError):
+            gpus = ""
+        described += f", {gpus or 'no GPU found'}"
+    return described
 
 
 def music(seconds: float, rate: int, channels: int) -> np.ndarray:

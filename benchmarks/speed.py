@@ -1,6 +1,6 @@
 """Real-time factor of offline separation and of every streaming preset, through the real commands.
 
-    python benchmarks/speed.py [--seconds 60] [--model DIR]
+    python benchmarks/speed.py [--seconds 60] [--model DIR] [--device cpu|cuda]
 
 ``stream-dc separate`` runs on a WAV file; ``stream-dc stream`` reads raw PCM from a pipe. For each, the real-time
 factor is processing time / audio duration as the command reports it (``stream``: time spent in the processor;
@@ -31,8 +31,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="audio length per run")
     parser.add_argument("--model", help="bundle folder (default: the shipped model)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="onnxruntime execution provider")
     args = parser.parse_args()
     model = ["--model", args.model] if args.model else []
+    device = ["--device", args.device]
     rows = []
     for rate, channels in ((16000, 1), (44100, 2)):
         audio = music(args.seconds, rate, channels)
@@ -40,7 +42,7 @@ def main() -> int:
             path = Path(folder) / "input.wav"
             sf.write(path, audio, rate, subtype="PCM_16")
             started = time.perf_counter()
-            result = subprocess.run(CLI + ["separate", str(path), "-o", folder, "--device", "cpu"] + model,
+            result = subprocess.run(CLI + ["separate", str(path), "-o", folder] + device + model,
                                     capture_output=True, text=True, check=True)
             wall = time.perf_counter() - started
             factor = float(re.search(r"real-time factor ([0-9.]+)", result.stderr).group(1))
@@ -51,7 +53,7 @@ def main() -> int:
             latency = StreamProcessor(args.model, rate, channels, latency=preset).latency_ms
             started = time.perf_counter()
             result = subprocess.run(CLI + ["stream", "--rate", str(rate), "--channels", str(channels), "--dtype",
-                                           "s16", "--latency", preset, "--device", "cpu"] + model,
+                                           "s16", "--latency", preset] + device + model,
                                     input=pcm, capture_output=True, check=True)
             wall = time.perf_counter() - started
             factor = float(re.search(rb"real-time factor ([0-9.]+)", result.stderr).group(1))
@@ -59,9 +61,10 @@ def main() -> int:
                          "latency_ms": f"{latency:.0f}", "rtf": f"{factor:.3f}",
                          "wall_rtf": f"{wall / args.seconds:.3f}"})
             print(rows[-1], file=sys.stderr)
-    print(f"machine: {machine()}; {args.seconds:.0f} s of audio per run")
+    print(f"machine: {machine(args.device == 'cuda')}; onnxruntime on {args.device}; "
+          f"{args.seconds:.0f} s of audio per run")
     print(table(rows, ["mode", "rate_hz", "channels", "latency_ms", "rtf", "wall_rtf"]))
-    print(f"wrote {write_csv('speed.csv', rows)}")
+    print(f"wrote {write_csv('speed.csv' if args.device == 'cpu' else f'speed_{args.device}.csv', rows)}")
     return 0
 
 

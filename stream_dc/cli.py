@@ -58,8 +58,8 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
     from .stream import KEEP, PRESETS
 
     parser.add_argument("--latency", default="balanced", metavar="PRESET",
-                        help=f"streaming window preset: {', '.join(PRESETS)}, or hop=FRAMES,lookahead=FRAMES "
-                             "(8 ms frames)")
+                        help=f"streaming preset: {', '.join(PRESETS)}; or windows hop=FRAMES,lookahead=FRAMES, or the "
+                             "chunked BLSTM chunk=FRAMES,lookahead=FRAMES (8 ms frames)")
     parser.add_argument("--keep", choices=KEEP, default="accompaniment",
                         help="which stem to output (accompaniment = vocal remover)")
     parser.add_argument("--vocal-gain", type=finite_float, metavar="DB",

@@ -74,4 +74,4 @@ def get_preset(latency: str | LatencyPreset) -> LatencyPreset:
                              "chunk=FRAMES,lookahead=FRAMES") from None
         return LatencyPreset(latency, hop=hop, lookahead=lookahead, crossfade=crossfade, description="custom")
     raise ValueError(f"unknown latency preset {latency!r}: choose one of {', '.join(PRESETS)} "
-                     "or write hop=FRAMES,lookahead=FRAMES") from None
+                     "or write hop=FRAMES,lookahead=FRAMES or chunk=FRAMES,lookahead=FRAMES") from None

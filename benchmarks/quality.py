@@ -9,7 +9,7 @@ Every row is ``stream-dc evaluate`` on the same clips:
 - ``mir1k``: MIR-1K singers held out of training: GNSDR (BSS Eval v3, length-weighted), as the paper reports;
 - ``alone``: instrumental pieces held out of training: the share of their energy wrongly removed as voice.
 
-Two held-out sets exist (see ``training/recipes/pro-music.args``): ``validation`` chose the training epoch and the
+Two held-out sets exist (see ``training/recipes/pro-music-data.args``): ``validation`` chose the training epoch and the
 mask settings; ``report`` chose nothing and gives the figures README quotes. Systems: the shipped model offline and
 streaming (``balanced``, ``live``), ``--previous`` (another bundle, offline), the oracle binary masks on the STFT
 and on the 16 kHz mel grid, and the mixture. Writes benchmarks/results/quality_<set>.csv and .txt.

@@ -72,6 +72,15 @@ def write_csv(name: str, rows: list[dict]) -> Path:
     return path
 
 
+def write_report(name: str, text: str) -> Path:
+    """Print ``text`` (a machine line and a table) and keep it as ``results/<name>``."""
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / name
+    path.write_text(text + "\n")
+    return path
+
+
 def table(rows: list[dict], columns: list[str]) -> str:
     widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in columns]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)),

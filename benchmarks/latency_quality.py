@@ -6,7 +6,7 @@
 Each schedule (hop or chunk, and look-ahead, in 8 ms frames) is scored with ``stream-dc evaluate --mode stream``:
 GNSDR (voice) on the MIR-1K singers and, with ``--pro``, median uSDR of vocals and accompaniment on MUSDB songs.
 Offline separation and the oracle mel-IBM are drawn as reference lines. Latency is the processor's at 44.1 kHz.
-Writes benchmarks/results/latency_quality.csv and .png.
+Writes benchmarks/results/latency_quality.csv, .txt and .png.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import RESULTS, machine, table, write_csv  # noqa: E402
+from benchmarks.common import RESULTS, machine, table, write_csv, write_report  # noqa: E402
 from stream_dc.stream import PRESETS, StreamProcessor, get_preset  # noqa: E402
 
 SCHEDULES = ["paper", "balanced", "low", "hop=100,lookahead=0", "hop=25,lookahead=25", "live", "chunk=8,lookahead=4",
@@ -115,11 +115,10 @@ def main() -> int:
     rows.append({"schedule": "oracle mel-IBM", "engine": "-", "hop": "-", "lookahead": "-", "latency_ms": "-",
                  "gnsdr_voice": f"{reference['ibm-mel']['voice']['gnsdr']:.2f}", "usdr_voice_pro": "-",
                  "usdr_accompaniment_pro": "-"})
-    print(f"machine: {machine()}; {args.groups} of {args.data}" + (f"; {args.pro_groups} of {args.pro}"
-                                                                   if args.pro else ""))
-    print(table(rows, list(rows[0])))
-    write_csv("latency_quality.csv", rows)
-    print(f"wrote {RESULTS / 'latency_quality.csv'} and {draw(rows)}")
+    report = write_report("latency_quality.txt", f"machine: {machine()}; {args.groups} of {args.data}"
+                          + (f"; {args.pro_groups} of {args.pro}" if args.pro else "") + "\n"
+                          + table(rows, list(rows[0])))
+    print(f"wrote {write_csv('latency_quality.csv', rows)}, {report} and {draw(rows)}")
     return 0
 
 

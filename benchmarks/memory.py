@@ -4,7 +4,7 @@
 
 Audio is generated on the fly (the song looped) and piped in, so the input never sits in this process's memory;
 the peak resident set size of each command comes from the kernel (``wait4``). Writes
-benchmarks/results/memory.csv.
+benchmarks/results/memory.csv and memory.txt.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from pathlib import Path
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import machine, music, table, write_csv  # noqa: E402
+from benchmarks.common import machine, music, table, write_csv, write_report  # noqa: E402
 from stream_dc.io import encode_pcm  # noqa: E402
 
 CLI = [sys.executable, "-m", "stream_dc"]
@@ -74,9 +74,9 @@ def main() -> int:
     rows = [stream_peak(m, args.preset) for m in args.minutes]
     if args.offline_minutes:
         rows.append(separate_peak(args.offline_minutes))
-    print(f"machine: {machine()}; 44.1 kHz stereo")
-    print(table(rows, ["command", "minutes", "peak_mb", "seconds"]))
-    print(f"wrote {write_csv('memory.csv', rows)}")
+    report = write_report("memory.txt", f"machine: {machine()}; 44.1 kHz stereo\n"
+                          + table(rows, ["command", "minutes", "peak_mb", "seconds"]))
+    print(f"wrote {write_csv('memory.csv', rows)} and {report}")
     return 0
 
 

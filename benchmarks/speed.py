@@ -5,7 +5,7 @@
 ``stream-dc separate`` runs on a WAV file; ``stream-dc stream`` reads raw PCM from a pipe. For each, the real-time
 factor is processing time / audio duration as the command reports it (``stream``: time spent in the processor;
 ``separate``: the whole file job), and "wall" includes start-up (Python, onnxruntime session). Writes
-benchmarks/results/speed.csv.
+benchmarks/results/speed.csv and speed.txt.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from pathlib import Path
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import machine, music, table, write_csv  # noqa: E402
+from benchmarks.common import machine, music, table, write_csv, write_report  # noqa: E402
 from stream_dc.io import encode_pcm  # noqa: E402
 from stream_dc.stream import PRESETS, StreamProcessor  # noqa: E402
 
@@ -61,10 +61,11 @@ def main() -> int:
                          "latency_ms": f"{latency:.0f}", "rtf": f"{factor:.3f}",
                          "wall_rtf": f"{wall / args.seconds:.3f}"})
             print(rows[-1], file=sys.stderr)
-    print(f"machine: {machine(args.device == 'cuda')}; onnxruntime on {args.device}; "
-          f"{args.seconds:.0f} s of audio per run")
-    print(table(rows, ["mode", "rate_hz", "channels", "latency_ms", "rtf", "wall_rtf"]))
-    print(f"wrote {write_csv('speed.csv' if args.device == 'cpu' else f'speed_{args.device}.csv', rows)}")
+    name = "speed" if args.device == "cpu" else f"speed_{args.device}"
+    report = write_report(f"{name}.txt", f"machine: {machine(args.device == 'cuda')}; onnxruntime on {args.device}; "
+                          f"{args.seconds:.0f} s of audio per run\n"
+                          + table(rows, ["mode", "rate_hz", "channels", "latency_ms", "rtf", "wall_rtf"]))
+    print(f"wrote {write_csv(f'{name}.csv', rows)} and {report}")
     return 0
 
 

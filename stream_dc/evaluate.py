@@ -15,7 +15,8 @@ Every clip also gets the MDX challenge's uSDR, ``10 log10(|s|^2 / |s - est|^2)``
 (reported as the median over clips), and the share of the mixture's energy each system puts in the vocals.
 A track "comes out with empty vocals" when the true voice holds at least 1% of the mixture's energy and the
 estimate less than 0.1%; BSS Eval is undefined for a silent estimate, so such a track is left out of the BSS Eval
-figures (not of uSDR, which scores it 0 dB for the vocals). On accompaniment alone (``--dataset instrumental``) only the energy share is scored.
+figures (not of uSDR, which scores it 0 dB for the vocals). On accompaniment alone (``--dataset instrumental``)
+only the energy share is scored.
 """
 from __future__ import annotations
 

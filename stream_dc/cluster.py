@@ -61,6 +61,13 @@ def inertia(points: np.ndarray, centroids: np.ndarray) -> float:
     return float(np.min(squared_distances(points, centroids), axis=1).sum())
 
 
+def evenly_spread(items: list, count: int) -> list:
+    """At most ``count`` of ``items``, evenly spread over the list (first and last included), in their order."""
+    if len(items) <= count:
+        return list(items)
+    return [items[i] for i in np.linspace(0, len(items) - 1, count).round().astype(int)]
+
+
 def kmeans(points: np.ndarray, k: int = 2, restarts: int = 3, seed: int = 0) -> np.ndarray:
     """k-means with k-means++ seeding, best of ``restarts``: ``(n, dim)`` -> ``(k, dim)`` centroids."""
     points = np.asarray(points, np.float32)

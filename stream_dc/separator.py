@@ -17,7 +17,7 @@ import numpy as np
 
 from .audio import AudioSource, InputError, check_block, check_source  # noqa: F401 (InputError: API)
 from .bundle import Bundle, load_bundle
-from .cluster import kmeans, nearest, voice_clusters
+from .cluster import evenly_spread, kmeans, nearest, voice_clusters
 from .features import LogMel
 from .frontend import AnalysisFrontEnd
 from .inference import EmbeddingModel
@@ -143,8 +143,7 @@ class Separator:
         starts = list(range(0, frames, size))
         # fit on an evenly spread sample of the windows that hold active bins; keep their embeddings
         candidates = [i for i, s in enumerate(starts) if active[s:s + size].any()]
-        picks = np.linspace(0, len(candidates) - 1, min(self.fit_windows, len(candidates))).round().astype(int)
-        fit_index = sorted({candidates[p] for p in picks})
+        fit_index = evenly_spread(candidates, self.fit_windows)
         cached = dict(zip(fit_index, self.embed([self.window(log_mel, starts[i]) for i in fit_index])))
         points = np.concatenate([
             embeddings[:min(size, frames - starts[i])][active[starts[i]:starts[i] + size]]

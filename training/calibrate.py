@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from stream_dc.cluster import kmeans, voice_scores
+from stream_dc.cluster import evenly_spread, kmeans, voice_scores
 from stream_dc.features import LogMel
 
 from .data import MixFeatures
@@ -64,18 +64,12 @@ def best_threshold(positives: np.ndarray, negatives: np.ndarray) -> float:
     return float(best[np.argmin(np.abs(best - middle))])
 
 
-def evenly_spread(items: list, count: int = CALIBRATION_MIXTURES) -> list:
-    """At most ``count`` of ``items``, evenly spread over the list."""
-    if len(items) <= count:
-        return items
-    return [items[i] for i in np.linspace(0, len(items) - 1, count).round().astype(int)]
-
-
 def calibrate(model, voiced: list[MixFeatures], accompaniment_only: list[MixFeatures], log_mel: LogMel,
               references: tuple[np.ndarray, np.ndarray], window: int, device) -> dict:
     """``{"voice_thresholds": [clear, weak], "statistics": {...}}`` from mixtures with and without a voice."""
     model.eval()
-    voiced, accompaniment_only = evenly_spread(voiced), evenly_spread(accompaniment_only)
+    voiced = evenly_spread(voiced, CALIBRATION_MIXTURES)
+    accompaniment_only = evenly_spread(accompaniment_only, CALIBRATION_MIXTURES)
     voice_best, accompaniment_scores = [], []
     for mix in voiced:
         result = cluster_scores(model, mix, log_mel, references, window, device)

@@ -24,6 +24,7 @@ import torch
 from torch import distributed as dist
 
 from stream_dc.bundle import BundleError, load_bundle
+from stream_dc.cluster import evenly_spread
 from stream_dc.datasets import DATASETS, DatasetError, list_tracks, split_groups
 from stream_dc.features import FeatureConfig, LogMel
 from stream_dc.files import replaced_on_success
@@ -277,8 +278,7 @@ def reference_mixes(stems: list, originals: dict, raw: LogMel, args) -> tuple[li
     originals, evenly spread, and as many remixes drawn as in training (when the epochs have remixes); and the
     accompaniments of all of them alone. Returns ``(mixtures, accompaniments alone)``."""
     keys = sorted(originals)
-    spread = sorted({keys[i] for i in np.linspace(0, len(keys) - 1, min(args.reference_clips, len(keys))).round()
-                     .astype(int)})
+    spread = evenly_spread(keys, args.reference_clips)
     mixes = [originals[k] for k in spread]
     alone = [mix_features(np.zeros_like(stems[k].accompaniment), stems[k].accompaniment, raw) for k in spread]
     if args.remixes > 0:

@@ -109,6 +109,13 @@ def test_usdr_and_accompaniment_alone_without_bss_eval(tmp_path):
     summary = json.loads(report.read_text())["summary"]
     assert summary["ibm-stft"]["voice"]["median_usdr"] > summary["mixture"]["voice"]["median_usdr"] + 5
     assert summary["stream-dc"]["voice"]["median_usdr"] != summary["mixture"]["voice"]["median_usdr"]
+    # and it is the uSDR of what the separator gives for the clip
+    from stream_dc.evaluate import usdr
+    from stream_dc.separator import Separator
+
+    track = list_tracks(tmp_path / "data", "stems")[0].load()
+    vocals, _ = Separator(device="cpu").separate(track.mixture, track.sample_rate)
+    assert summary["stream-dc"]["voice"]["median_usdr"] == pytest.approx(usdr(track.voice, vocals), abs=1e-4)
     assert summary["mixture"]["vocal_share"]["median"] == pytest.approx(1.0)
     rng = np.random.default_rng(9)
     (tmp_path / "alone").mkdir()

@@ -21,6 +21,7 @@ def summary() -> dict:
     from stream_dc.separator import Separator
     from stream_dc.stream import StreamProcessor
     from tests.synthetic import accompaniment, voice
+    from tests.test_stream import run_blocks
 
     rng = np.random.default_rng(2026)
     rate = 44100
@@ -31,8 +32,7 @@ def summary() -> dict:
     vocals, _ = separator.separate(mix, rate)
     masks = separator.analysis.masks
     processor = StreamProcessor(None, rate, 2, latency="live", keep="vocals", device="cpu")
-    live = np.concatenate([processor.process(mix[i:i + 1024]) for i in range(0, len(mix), 1024)]
-                          + [processor.flush()])[processor.latency_samples:]
+    live = run_blocks(processor, mix, [1024])[processor.latency_samples:]
     energy = float(np.sum(mix ** 2))
     return {"band_means": np.round(masks.mean(axis=0), 4).tolist(),
             "frame_means": np.round(masks.mean(axis=1), 4).tolist(),

@@ -8,7 +8,15 @@ values because every output depends on a fixed set of input samples.
 The kernel is long (64 zero crossings, 4 ms of look-ahead at 44.1 kHz) and its cut-off sits at the lower Nyquist
 frequency, so a 44.1 kHz input reaches the 16 kHz analysis with its full band: every mel band of noise comes out
 within 0.5 dB of the same noise given at 16 kHz (the top band, 7.7-8 kHz, included), at the price of a little
-aliasing from the 8.0-8.3 kHz sliver into that top band. We keep this resampler rather than libsoxr: soxr's
+aliasing from the 8.0-8.3 kHz sliver into that top band.
+
+The outputs are computed a group at a time: ``group`` consecutive outputs (a multiple of the polyphase period
+``up``) read one contiguous input segment, so a group is one matrix-vector product with a fixed banded matrix
+(BLAS), about ten times faster than gathering every output's taps. A group whose last outputs still wait for
+input is computed with the missing samples set to zero and computed again once they arrive: the outputs already
+returned only meet exact zeros of the matrix there, so every output has the same value whichever call made it.
+
+We keep this resampler rather than libsoxr: soxr's
 streaming output values are block-invariant, but how many samples it returns after a block depends on how the
 input was cut (up to 40 ms held back at 16 kHz), and its pass band ends near 7.4 kHz, leaving the three top bands
 1 to 25 dB down.
@@ -22,7 +30,9 @@ import numpy as np
 ZERO_CROSSINGS = 64  # kernel half-length in zero crossings of the narrower band
 CUTOFF = 1.01  # the sinc's cut-off (-6 dB) as a fraction of the lower Nyquist frequency
 KAISER_BETA = 8.6  # about 80 dB stop-band attenuation beyond the transition band
-PIECE = 1024  # output samples computed at a time
+PIECE = 1024  # output samples computed at a time by the gather path
+GROUP_OUTPUTS = 128  # about this many outputs per matrix-vector product (rounded up to a multiple of ``up``)
+MAX_GROUP_MATRIX = 4_000_000  # elements; rate pairs with a longer polyphase period use the gather path
 
 
 class Resampler:
@@ -48,7 +58,25 @@ class Resampler:
             window = np.i0(KAISER_BETA * np.sqrt(np.clip(1.0 - (offsets / self.half_taps) ** 2, 0.0, 1.0)))
             window /= np.i0(KAISER_BETA)
             self.kernels = (cutoff * np.sinc(cutoff * offsets) * window).astype(np.float32)
+            self._build_group_matrix()
         self.reset()
+
+    def _build_group_matrix(self) -> None:
+        """``group_matrix`` ``(group, span)``: row ``j`` holds output ``j``'s kernel at its place in the segment of
+        ``span`` inputs that a group reads; None when the polyphase period is too long for a dense matrix."""
+        self.group = self.up * -(-GROUP_OUTPUTS // self.up)
+        self.group_stride = self.group * self.down // self.up  # inputs between the starts of two groups
+        taps = 2 * self.half_taps
+        self.group_span = (self.group - 1) * self.down // self.up + taps
+        if self.group * self.group_span > MAX_GROUP_MATRIX:
+            self.group_matrix = None
+            return
+        matrix = np.zeros((self.group, self.group_span), np.float32)
+        j = np.arange(self.group)
+        floor, phase = (j * self.down) // self.up, (j * self.down) % self.up
+        matrix[j[:, None], floor[:, None] + np.arange(taps)[None, :]] = self.kernels[phase]
+        self.group_matrix = matrix
+        self.segment = np.zeros(self.group_span, np.float32)  # one reused buffer: same alignment every product
 
     @property
     def taps_after(self) -> int:
@@ -104,6 +132,36 @@ class Resampler:
     def _emit(self, end: int) -> np.ndarray:
         if end <= self.n_out:
             return np.zeros((0, self.channels), np.float32)
+        out = self._grouped(end) if self.group_matrix is not None else self._gathered(end)
+        self.n_out = end
+        # drop input that no future output can touch
+        next_floor, _ = self.output_position(end)
+        keep_from = int(next_floor) - self.half_taps + 1
+        if keep_from > self.buffer_start:
+            drop = min(keep_from - self.buffer_start, len(self.buffer))
+            self.buffer = self.buffer[drop:]
+            self.buffer_start += drop
+        return out
+
+    def _grouped(self, end: int) -> np.ndarray:
+        """Outputs ``[n_out, end)`` ``(m, channels)``, one matrix-vector product per group and channel."""
+        out = np.empty((end - self.n_out, self.channels), np.float32)
+        segment, span = self.segment, self.group_span
+        available = self.buffer_start + len(self.buffer)  # one past the last input index held
+        for group in range(self.n_out // self.group, (end - 1) // self.group + 1):
+            first_out = group * self.group
+            lo, hi = max(first_out, self.n_out), min(first_out + self.group, end)
+            start = group * self.group_stride - self.half_taps + 1  # input index of segment[0]
+            a, b = max(start, self.buffer_start), min(start + span, available)
+            for c in range(self.channels):
+                segment[:] = 0.0  # zeros before the signal and past the input received so far
+                if b > a:
+                    segment[a - start:b - start] = self.buffer[a - self.buffer_start:b - self.buffer_start, c]
+                out[lo - self.n_out:hi - self.n_out, c] = (self.group_matrix @ segment)[lo - first_out:hi - first_out]
+        return out
+
+    def _gathered(self, end: int) -> np.ndarray:
+        """Outputs ``[n_out, end)`` ``(m, channels)``, each from its own gathered taps."""
         m = np.arange(self.n_out, end)
         floor, phase = self.output_position(m)
         first = int(floor[0]) - self.half_taps + 1  # lowest input index touched
@@ -118,14 +176,6 @@ class Resampler:
             kernels = self.kernels[phase[lo:lo + PIECE]]  # (piece, taps)
             for c in range(self.channels):
                 out[lo:lo + PIECE, c] = np.einsum("mt,mt->m", self.buffer[index, c], kernels)
-        self.n_out = end
-        # drop input that no future output can touch
-        next_floor, _ = self.output_position(end)
-        keep_from = int(next_floor) - self.half_taps + 1
-        if keep_from > self.buffer_start:
-            drop = min(keep_from - self.buffer_start, len(self.buffer))
-            self.buffer = self.buffer[drop:]
-            self.buffer_start += drop
         return out
 
 

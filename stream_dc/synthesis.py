@@ -25,18 +25,27 @@ RECONSTRUCTIONS = ("projection", "inverse-mel")
 
 
 class _MaskedStft:
-    """Frames of a signal waiting for their masks, and the two overlap-adders that turn them into stems."""
+    """Frames of a signal waiting for their masks, and the overlap-adders that turn them into stems.
 
-    def __init__(self, geometry: StftGeometry, channels: int, positions):
+    ``apply(spectra, masks)`` gives both stems' spectra, or with ``complementary`` only the voice's: the
+    accompaniment is then the mixture minus the voice in the time domain, which equals overlap-adding the
+    complementary mask (overlap-add reconstructs the mixture) at half the inverse FFTs.
+    """
+
+    def __init__(self, geometry: StftGeometry, channels: int, positions, complementary: bool = False):
         self.geometry = geometry
         self.analyzer = FrameAnalyzer(geometry, channels, geometry.first_frame)
-        self.voice, self.accompaniment = OverlapAdd(geometry, channels), OverlapAdd(geometry, channels)
+        self.voice = OverlapAdd(geometry, channels)
+        self.accompaniment = None if complementary else OverlapAdd(geometry, channels)
+        self.mixture = np.zeros((0, channels), np.float32)  # input samples not yet synthesised (complementary)
         self.positions = positions  # native frame indices -> analysis positions
         self.pending: deque[tuple[int, np.ndarray]] = deque()
         self.channels = channels
 
     def push(self, block: np.ndarray) -> None:
         first, spectra = self.analyzer.process(block)
+        if self.accompaniment is None:
+            self.mixture = np.concatenate([self.mixture, np.asarray(block, np.float32).reshape(-1, self.channels)])
         if len(spectra):
             self.pending.append((first, spectra))
 
@@ -49,6 +58,13 @@ class _MaskedStft:
         """Analysis position of the oldest frame still waiting, or None."""
         return float(self.positions(self.pending[0][0], 1)[0]) if self.pending else None
 
+    def _mixture_minus(self, voice: np.ndarray) -> np.ndarray:
+        """The next ``len(voice)`` mixture samples (zeros past the input's end) minus ``voice``."""
+        mixture, self.mixture = self.mixture[:len(voice)], self.mixture[len(voice):]
+        if len(mixture) < len(voice):
+            mixture = np.concatenate([mixture, np.zeros((len(voice) - len(mixture), self.channels), np.float32)])
+        return mixture - voice
+
     def synthesise(self, track: MelMaskTrack, apply) -> tuple[np.ndarray, np.ndarray]:
         voice_parts, accompaniment_parts = [], []
         while self.pending:
@@ -58,9 +74,13 @@ class _MaskedStft:
             if ready == 0:
                 break
             masks = track.at(positions[:ready])
-            voice_spectra, accompaniment_spectra = apply(spectra[:ready], masks)
-            voice_parts.append(self.voice.add(voice_spectra))
-            accompaniment_parts.append(self.accompaniment.add(accompaniment_spectra))
+            if self.accompaniment is None:
+                voice_parts.append(self.voice.add(apply(spectra[:ready], masks)))
+                accompaniment_parts.append(self._mixture_minus(voice_parts[-1]))
+            else:
+                voice_spectra, accompaniment_spectra = apply(spectra[:ready], masks)
+                voice_parts.append(self.voice.add(voice_spectra))
+                accompaniment_parts.append(self.accompaniment.add(accompaniment_spectra))
             if ready < len(spectra):
                 self.pending[0] = (first + ready, spectra[ready:])
                 break
@@ -76,7 +96,7 @@ class ProjectionSynthesis:
     def __init__(self, features: FeatureConfig, sample_rate: int, channels: int):
         geometry = StftGeometry.for_rate(sample_rate)
         self.projector = MaskProjector(features, sample_rate, geometry.n_fft, geometry.hop)
-        self.stft = _MaskedStft(geometry, channels, self.projector.analysis_positions)
+        self.stft = _MaskedStft(geometry, channels, self.projector.analysis_positions, complementary=True)
         self.total: int | None = None
         self.emitted = 0
 
@@ -90,9 +110,9 @@ class ProjectionSynthesis:
     def oldest_position(self) -> float | None:
         return self.stft.oldest_position()
 
-    def _apply(self, spectra: np.ndarray, mel_masks: np.ndarray):
-        masks = self.projector.project(mel_masks)[:, :, None]  # (frames, bins, 1)
-        return spectra * masks, spectra * (1.0 - masks)
+    def _apply(self, spectra: np.ndarray, mel_masks: np.ndarray) -> np.ndarray:
+        """The voice's spectra ``(frames, bins, channels)``; the accompaniment is the mixture minus the voice."""
+        return spectra * self.projector.project(mel_masks)[:, :, None]
 
     def synthesise(self, track: MelMaskTrack) -> tuple[np.ndarray, np.ndarray]:
         voice, accompaniment = self.stft.synthesise(track, self._apply)

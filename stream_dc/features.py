@@ -64,8 +64,11 @@ def frames_from_padded(padded: np.ndarray, n_fft: int, hop: int, n_frames: int) 
 
     padded: ``(samples, ...)``; returns a read-only view ``(n_frames, n_fft, ...)``.
     """
-    view = np.lib.stride_tricks.sliding_window_view(padded, n_fft, axis=0)[: (n_frames - 1) * hop + 1 : hop]
-    return np.moveaxis(view, -1, 1)
+    if n_frames > 0 and (n_frames - 1) * hop + n_fft > len(padded):
+        raise ValueError(f"{n_frames} frames of {n_fft} samples need more than the {len(padded)} given")
+    step = padded.strides[0]
+    return np.lib.stride_tricks.as_strided(padded, (max(n_frames, 0), n_fft) + padded.shape[1:],
+                                           (hop * step, step) + padded.strides[1:], writeable=False)
 
 
 def stft(signal: np.ndarray, n_fft: int = ANALYSIS_N_FFT, hop: int = ANALYSIS_HOP) -> np.ndarray:

@@ -118,9 +118,14 @@ class MaskProjector:
         # column b: interpolation weight of band b at every bin
         self.weights = np.stack([np.interp(freqs, centres, identity[b]) for b in range(features.n_mels)], axis=1)
         self.weights = self.weights.astype(np.float32)  # (bins, n_mels)
+        # each bin reads at most two neighbouring bands: the lower one and the upper one's weight
+        self.lower_band = np.argmax(self.weights > 0, axis=1)
+        self.upper_band = np.minimum(self.lower_band + 1, features.n_mels - 1)
+        self.upper_weight = self.weights[np.arange(len(freqs)), self.upper_band] * (self.upper_band > self.lower_band)
+        self.lower_weight = (1.0 - self.upper_weight).astype(np.float32)
 
     def project(self, mel_masks: np.ndarray) -> np.ndarray:
-        return mel_masks @ self.weights.T
+        return mel_masks[:, self.lower_band] * self.lower_weight + mel_masks[:, self.upper_band] * self.upper_weight
 
     def analysis_positions(self, first: int, count: int) -> np.ndarray:
         """Native frame ``u`` is centred at ``u*hop/sample_rate`` s = analysis position ``u*hop*frame_rate/sample_rate``."""

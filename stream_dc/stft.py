@@ -85,7 +85,7 @@ class FrameAnalyzer:
         if count <= 0:
             return first, np.zeros((0, g.bins, self.channels), np.complex64)
         frames = frames_from_padded(self.buffer, g.n_fft, g.hop, count)  # (count, n_fft, channels)
-        spectra = np.fft.rfft(frames * self.window, axis=1).astype(np.complex64)
+        spectra = np.fft.rfft(frames * self.window, axis=1).astype(np.complex64, copy=False)
         self.next_frame = end_frame
         consumed = count * g.hop
         self.buffer = self.buffer[consumed:]
@@ -140,7 +140,7 @@ class OverlapAdd:
         count = len(spectra)
         if count == 0:
             return np.zeros((0, self.channels), np.float32)
-        frames = np.fft.irfft(spectra, n=g.n_fft, axis=1).astype(np.float32) * self.window[None, :, None]
+        frames = np.fft.irfft(spectra, n=g.n_fft, axis=1).astype(np.float32, copy=False) * self.window[None, :, None]
         span = (count - 1) * g.hop + g.n_fft
         if len(self.acc) < span:
             self.acc = np.concatenate([self.acc, np.zeros((span - len(self.acc), self.channels), np.float32)])

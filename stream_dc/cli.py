@@ -40,6 +40,17 @@ def finite_float(text: str) -> float:
     return value
 
 
+def thread_count(text: str) -> int:
+    """argparse type for ``--threads``: a whole number of 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: use 1 thread or more")
+    return value
+
+
 def fail(command: str, message: str, code: int = EXIT_ERROR) -> int:
     print(f"stream-dc {command}: error: {message}", file=sys.stderr)
     return code
@@ -52,6 +63,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: the model's setting)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="onnxruntime device: auto uses CUDA when onnxruntime-gpu is installed")
+    parser.add_argument("--threads", type=thread_count, metavar="N",
+                        help="onnxruntime's CPU threads (default: one per core; live: 1, which leaves the other cores "
+                             "to the audio callbacks and other programs; the STREAM_DC_THREADS variable sets it too)")
 
 
 def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
@@ -91,7 +105,8 @@ def cmd_separate(args) -> int:
             return fail("separate", "--plot needs matplotlib: pip install 'stream-dc[eval]'")
     try:
         separator = Separator(args.model, device=args.device, reconstruction=args.reconstruction, mode=args.mode,
-                              latency=args.latency, keep_analysis=args.plot, mask_softness=args.mask_softness)
+                              latency=args.latency, keep_analysis=args.plot, mask_softness=args.mask_softness,
+                              threads=args.threads)
     except (BundleError, DeviceError, ValueError) as error:
         return fail("separate", str(error))
     if not args.quiet:

@@ -311,7 +311,7 @@ def run_evaluate(args) -> int:
     options = {"systems": systems, "model": args.model, "device": args.device, "mode": args.mode,
                "mask_softness": args.mask_softness,
                "latency": args.latency, "reconstruction": args.reconstruction, "bss": args.bss,
-               "threads": 1 if jobs > 1 else None}
+               "threads": args.threads or (1 if jobs > 1 else None)}
     started = time.perf_counter()
     try:
         if jobs > 1:

@@ -13,6 +13,7 @@ as silence without work, and the window grid starts with the music.
 from __future__ import annotations
 
 import math
+import os
 import queue
 import signal
 import sys
@@ -199,7 +200,8 @@ def run_live(args) -> int:
         return fail(f"the devices do not support {rate} Hz with {channels} channels ({error})")
     try:
         processor = StreamProcessor(args.model, rate, channels, latency=args.latency, device=args.device,
-                                    keep=args.keep, vocal_gain_db=args.vocal_gain, mask_softness=args.mask_softness)
+                                    keep=args.keep, vocal_gain_db=args.vocal_gain, mask_softness=args.mask_softness,
+                                    threads=args.threads or int(os.environ.get("STREAM_DC_THREADS", "0")) or 1)
     except (BundleError, DeviceError, ValueError) as error:
         return fail(str(error))
     buffer_blocks = max(1, math.ceil(args.buffer / 1000 * rate / args.blocksize))

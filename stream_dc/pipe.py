@@ -49,7 +49,8 @@ def run_pipe(args, stdin=None, stdout=None, stderr=None) -> int:
         return _fail("--block must be at least 1 frame")
     try:
         processor = StreamProcessor(args.model, rate, channels, latency=args.latency, device=args.device,
-                                    keep=args.keep, vocal_gain_db=args.vocal_gain, mask_softness=args.mask_softness)
+                                    keep=args.keep, vocal_gain_db=args.vocal_gain, mask_softness=args.mask_softness,
+                                    threads=args.threads)
     except (BundleError, DeviceError, ValueError) as error:
         return _fail(str(error))
     align = not args.no_align

@@ -49,7 +49,8 @@ class Separator:
 
     def __init__(self, bundle: Bundle | str | None = None, device: str = "auto", reconstruction: str = "projection",
                  mode: str = "offline", latency: str = "balanced", fit_windows: int = 32, fit_points: int = 40_000,
-                 batch_size: int = 4, seed: int = 0, keep_analysis: bool = False, mask_softness: float | None = None):
+                 batch_size: int = 4, seed: int = 0, keep_analysis: bool = False, mask_softness: float | None = None,
+                 threads: int | None = None):
         if reconstruction not in RECONSTRUCTIONS:
             raise ValueError(f"unknown reconstruction {reconstruction!r}: choose one of {', '.join(RECONSTRUCTIONS)}")
         if mode not in ("offline", "stream"):
@@ -57,7 +58,8 @@ class Separator:
         if mode == "stream" and reconstruction != "projection":
             raise ValueError("stream mode uses projection reconstruction only")
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-        self.model = EmbeddingModel(self.bundle, device)
+        self.model = EmbeddingModel(self.bundle, device, threads)
+        self.device, self.threads = device, threads
         self.chunk_model = None  # ChunkedEmbeddingModel, for --mode stream with a chunked preset
         config = self.bundle.config
         self.log_mel = LogMel(config.features, config.feature_mean, config.feature_std)
@@ -178,7 +180,8 @@ class Separator:
 
         chunked = get_preset(self.latency).chunked  # the chunked engine runs its own graph, loaded when needed
         processor = StreamProcessor(self.bundle, source.sample_rate, source.channels, latency=self.latency,
-                                    model=self.chunk_model if chunked else self.model, mask_softness=self.mask_softness)
+                                    model=self.chunk_model if chunked else self.model, mask_softness=self.mask_softness,
+                                    device=self.device, threads=self.threads)
         if chunked:
             self.chunk_model = processor.model
         aligner = Aligner(processor.latency_samples)

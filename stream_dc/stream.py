@@ -35,7 +35,7 @@ class StreamProcessor:
     def __init__(self, bundle: Bundle | str | None = None, sample_rate: int = 44100, channels: int = 2,
                  latency: str | LatencyPreset = "balanced", device: str = "auto", keep: str = "accompaniment",
                  vocal_gain_db: float | None = None, model: EmbeddingModel | None = None, forgetting: float = 0.7,
-                 mask_softness: float | None = None):
+                 mask_softness: float | None = None, threads: int | None = None):
         if sample_rate < 1000 or channels < 1:
             raise ValueError("sample_rate must be >= 1000 Hz and channels >= 1")
         if keep not in KEEP:
@@ -45,7 +45,8 @@ class StreamProcessor:
         self.preset = get_preset(latency)
         self.preset.validate(config.window_frames)
         # the network runner for the preset's engine: windows (EmbeddingModel) or chunks (ChunkedEmbeddingModel)
-        self.model = model or (ChunkedEmbeddingModel if self.preset.chunked else EmbeddingModel)(self.bundle, device)
+        self.model = model or (ChunkedEmbeddingModel if self.preset.chunked else EmbeddingModel)(self.bundle, device,
+                                                                                                threads)
         self.sample_rate, self.channels, self.keep = int(sample_rate), int(channels), keep
         self.other_gain = 0.0 if vocal_gain_db is None else float(10.0 ** (vocal_gain_db / 20.0))
         self.log_mel = LogMel(config.features, config.feature_mean, config.feature_std)

@@ -167,3 +167,9 @@ def test_vocal_gain_mixes_the_guide_vocal_back(bundle):
     guided = StreamProcessor(bundle, 16000, 2, device="cpu", vocal_gain_db=-6.0)
     out = guided.process(audio)
     np.testing.assert_allclose(out, stems[1] + 10 ** (-6 / 20) * stems[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("latency", ["balanced", "live"])
+def test_threads_reach_onnxruntime(bundle, latency):
+    processor = StreamProcessor(bundle, 44100, 2, latency=latency, threads=1)
+    assert processor.model.session.get_session_options().intra_op_num_threads == 1

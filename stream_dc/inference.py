@@ -40,13 +40,19 @@ def choose_providers(device: str = "auto") -> list[str]:
     return ["CPUExecutionProvider"]
 
 
+def thread_setting(threads: int | None, default: int | None = None) -> int | None:
+    """onnxruntime's intra-op threads: ``threads`` if given, else ``STREAM_DC_THREADS``, else ``default`` (None:
+    onnxruntime's own choice, one per core)."""
+    return threads or int(os.environ.get("STREAM_DC_THREADS", "0")) or default
+
+
 def _session(bundle: Bundle, model_bytes: bytes, device: str, threads: int | None, file_name: str):
     """An onnxruntime session for ``model_bytes`` and the provider it runs on; ``--device cuda`` never falls back
     to the CPU silently (onnxruntime does when CUDA fails to start)."""
     ort = _onnxruntime()
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    threads = threads or int(os.environ.get("STREAM_DC_THREADS", "0")) or None
+    threads = thread_setting(threads)
     if threads:
         options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1

@@ -13,7 +13,6 @@ as silence without work, and the window grid starts with the music.
 from __future__ import annotations
 
 import math
-import os
 import queue
 import signal
 import sys
@@ -24,7 +23,7 @@ from collections import deque
 import numpy as np
 
 from .bundle import BundleError
-from .inference import DeviceError
+from .inference import DeviceError, thread_setting
 from .stream import StreamProcessor
 
 STATUS_INTERVAL = 0.5  # seconds
@@ -201,7 +200,7 @@ def run_live(args) -> int:
     try:
         processor = StreamProcessor(args.model, rate, channels, latency=args.latency, device=args.device,
                                     keep=args.keep, vocal_gain_db=args.vocal_gain, mask_softness=args.mask_softness,
-                                    threads=args.threads or int(os.environ.get("STREAM_DC_THREADS", "0")) or 1)
+                                    threads=thread_setting(args.threads, default=1))
     except (BundleError, DeviceError, ValueError) as error:
         return fail(str(error))
     buffer_blocks = max(1, math.ceil(args.buffer / 1000 * rate / args.blocksize))

@@ -115,13 +115,13 @@ class MaskProjector:
         freqs = np.arange(n_fft // 2 + 1) * sample_rate / n_fft
         centres = band_centres(features)
         identity = np.eye(features.n_mels, dtype=np.float64)
-        # column b: interpolation weight of band b at every bin
-        self.weights = np.stack([np.interp(freqs, centres, identity[b]) for b in range(features.n_mels)], axis=1)
-        self.weights = self.weights.astype(np.float32)  # (bins, n_mels)
+        # column b: interpolation weight of band b at every bin, (bins, n_mels)
+        weights = np.stack([np.interp(freqs, centres, identity[b]) for b in range(features.n_mels)], axis=1)
+        weights = weights.astype(np.float32)
         # each bin reads at most two neighbouring bands: the lower one and the upper one's weight
-        self.lower_band = np.argmax(self.weights > 0, axis=1)
+        self.lower_band = np.argmax(weights > 0, axis=1)
         self.upper_band = np.minimum(self.lower_band + 1, features.n_mels - 1)
-        self.upper_weight = self.weights[np.arange(len(freqs)), self.upper_band] * (self.upper_band > self.lower_band)
+        self.upper_weight = weights[np.arange(len(freqs)), self.upper_band] * (self.upper_band > self.lower_band)
         self.lower_weight = (1.0 - self.upper_weight).astype(np.float32)
 
     def project(self, mel_masks: np.ndarray) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Training end to end on synthetic data: it learns, it resumes exactly, it runs under torchrun (gloo)."""
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -86,3 +87,26 @@ def test_distributed_training_with_two_cpu_processes(dataset, tmp_path):
     assert len(log) == 2
     best = torch.load(run / "best.pt", weights_only=True)
     assert best["provenance"]["world_size"] == 2 and "references" in best
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sent,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_training_with_workers_ends_cleanly_on_ctrl_c_and_sigterm(dataset, tmp_path, sent, status):
+    """Ctrl-C reaches the training process and its workers (the terminal signals the whole process group): one
+    message, no traceback, and a run that --resume continues."""
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "training.train", "--data", str(dataset), "--out", str(run),
+               "--epochs-short", "50", "--epochs-long", "50"] + TRAIN + ["--workers", "2"]  # the last --workers counts
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    seen = ""
+    while "epoch 1:" not in seen:  # training has begun and the workers are feeding it
+        line = process.stderr.readline()
+        assert line, f"training ended early: {seen}"
+        seen += line
+    os.killpg(process.pid, sent)
+    _, rest = process.communicate(timeout=60)
+    stderr = seen + rest
+    assert process.returncode == status, stderr
+    assert "interrupted; continue with --resume" in stderr and "Traceback" not in stderr
+    assert (run / "last.pt").exists()

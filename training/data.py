@@ -11,6 +11,7 @@ Chunks are ``chunk`` frames long; the last chunk of a mixture is padded with sil
 from __future__ import annotations
 
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -67,7 +68,7 @@ def load_stems(ref: TrackRef) -> Stems:
 
 def load_all(refs: list[TrackRef], workers: int = 1) -> list[Stems]:
     if workers > 1:
-        with ProcessPoolExecutor(workers, initializer=single_threaded_worker) as pool:
+        with quiet_pool(workers) as pool:
             return list(pool.map(load_stems, refs, chunksize=8))
     return [load_stems(r) for r in refs]
 
@@ -133,10 +134,31 @@ def make_chunks(mixes: list[MixFeatures], chunk: int, log_mel: LogMel, rng: np.r
 _WORKER_STATE: dict = {}
 
 
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
 def single_threaded_worker() -> None:
     """Worker processes run one BLAS thread each (many workers with a thread per core thrash the CPU), at a lower
-    priority than the training process, which they only feed."""
+    priority than the training process, which they only feed. Ctrl-C (and a SIGTERM sent to the process group)
+    reaches the workers too: the training process handles it and shuts its pools down, so workers ignore both
+    (no traceback from each). They start with both blocked (``quiet_pool``) until they ignore them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     os.nice(5)
+
+
+def quiet_pool(workers: int, **options) -> ProcessPoolExecutor:
+    """A started pool of ``single_threaded_worker`` processes. They are forked with Ctrl-C and SIGTERM blocked, so
+    one arriving before a worker's initializer has run waits for the training process instead of killing the
+    worker with a traceback; the training process receives it once its workers are up."""
+    pool = ProcessPoolExecutor(workers, initializer=single_threaded_worker, **options)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        pool.submit(int).result()  # forks every worker (a forking pool starts them all on the first task)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    return pool
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
@@ -163,8 +185,7 @@ def worker_pool(stems: list[Stems], log_mel: LogMel, workers: int,
 
     # inherited by fork, never pickled
     _WORKER_STATE["stems"], _WORKER_STATE["log_mel"], _WORKER_STATE["config"] = stems, log_mel, config
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
-                               initializer=single_threaded_worker)
+    return quiet_pool(workers, mp_context=multiprocessing.get_context("fork"))
 
 
 def compute_mixes(stems: list[Stems], jobs: list, log_mel: LogMel, workers: int = 1,

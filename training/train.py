@@ -28,6 +28,7 @@ from stream_dc.cluster import evenly_spread
 from stream_dc.datasets import DATASETS, DatasetError, list_tracks, split_groups
 from stream_dc.features import FeatureConfig, LogMel
 from stream_dc.files import replaced_on_success
+from stream_dc.interrupts import exit_status, handle_sigterm
 
 from .calibrate import calibrate
 from .data import (
@@ -555,14 +556,15 @@ def main(argv: list[str] | None = None) -> int:
                                      fromfile_prefix_chars="@")
     add_arguments(parser)
     args = parser.parse_args(argv)
+    handle_sigterm()
     try:
         train(args)
     except (DatasetError, BundleError, ValueError) as error:
         print(f"stream-dc train: error: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         print("stream-dc train: interrupted; continue with --resume", file=sys.stderr)
-        return 130
+        return exit_status(interrupt)
     return 0
 
 

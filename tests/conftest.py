@@ -1,9 +1,16 @@
 from __future__ import annotations
 
+import signal
+
 import numpy as np
 import pytest
 
 from stream_dc.bundle import load_bundle
+
+# A shell without job control starts background jobs with Ctrl-C ignored, and the commands these tests start would
+# inherit that; the tests that send Ctrl-C need it to reach them.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

@@ -97,8 +97,7 @@ def test_training_with_workers_ends_cleanly_on_ctrl_c_and_sigterm(dataset, tmp_p
     run = tmp_path / "run"
     command = [sys.executable, "-m", "training.train", "--data", str(dataset), "--out", str(run),
                "--epochs-short", "50", "--epochs-long", "50"] + TRAIN + ["--workers", "2"]  # the last --workers counts
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)
     seen = ""
     while "epoch 1:" not in seen:  # training has begun and the workers are feeding it
         line = process.stderr.readline()

@@ -57,11 +57,6 @@ def lloyd(points: np.ndarray, centroids: np.ndarray, iterations: int = 50, toler
     return centroids
 
 
-def cluster_shares(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """Share of ``points`` ``(n, dim)`` nearest each centroid ``(k, dim)``: ``(k,)`` summing to 1."""
-    return np.bincount(nearest(points, centroids), minlength=len(centroids)) / max(len(points), 1)
-
-
 def inertia(points: np.ndarray, centroids: np.ndarray) -> float:
     return float(np.min(squared_distances(points, centroids), axis=1).sum())
 

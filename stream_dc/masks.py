@@ -18,19 +18,15 @@ import numpy as np
 from .cluster import nearest, squared_distances
 from .features import FeatureConfig, band_centres, mel_filterbank
 
-MIN_SHARE = 1e-3  # floor of a cluster's share in the posterior (an empty cluster still has a say)
-
 
 def cluster_voice_mask(embeddings: np.ndarray, centroids: np.ndarray, voice_flags: np.ndarray,
-                       softness: float = 0.0, shares: np.ndarray | None = None) -> np.ndarray:
+                       softness: float = 0.0) -> np.ndarray:
     """Voice mask from the clusters of every bin.
 
-    embeddings ``(frames, n_mels, dim)``; centroids ``(k, dim)``; voice_flags ``(k,)`` bool; shares ``(k,)``, the
-    clusters' shares of the bins (None: equal) -> ``(frames, n_mels)`` float32. With ``softness`` 0 the mask is
-    binary (the nearest centroid's flag); otherwise it is the voice clusters' part of the mixture posterior
-    ``shares * exp(-softness * distance)`` (normalised over the centroids), so a bin halfway between the clusters is
-    split between the stems, and a small cluster claims less of the bins it does not own. Either way the voice and
-    accompaniment masks sum to 1.
+    embeddings ``(frames, n_mels, dim)``; centroids ``(k, dim)``; voice_flags ``(k,)`` bool ->
+    ``(frames, n_mels)`` float32. With ``softness`` 0 the mask is binary (the nearest centroid's flag); otherwise
+    it is the voice clusters' share of the posterior ``softmax(-softness * distance)`` over the centroids, so a bin
+    halfway between the clusters is split between the stems. Either way the voice and accompaniment masks sum to 1.
     """
     frames, bands, dim = embeddings.shape
     points = embeddings.reshape(-1, dim)
@@ -38,8 +34,6 @@ def cluster_voice_mask(embeddings: np.ndarray, centroids: np.ndarray, voice_flag
         return voice_flags[nearest(points, centroids)].reshape(frames, bands).astype(np.float32)
     distance = np.sqrt(np.maximum(squared_distances(points, centroids), 0.0))
     logits = -softness * distance
-    if shares is not None:
-        logits += np.log(np.maximum(np.asarray(shares, np.float32), MIN_SHARE))[None, :]
     logits -= logits.max(axis=1, keepdims=True)
     posterior = np.exp(logits)
     voice = posterior[:, voice_flags].sum(axis=1) / posterior.sum(axis=1)

@@ -17,7 +17,7 @@ import numpy as np
 
 from .audio import AudioSource, InputError, check_block, check_source  # noqa: F401 (InputError: API)
 from .bundle import Bundle, load_bundle
-from .cluster import cluster_shares, evenly_spread, kmeans, nearest, voice_clusters
+from .cluster import evenly_spread, kmeans, nearest, voice_clusters
 from .features import LogMel
 from .frontend import AnalysisFrontEnd
 from .inference import EmbeddingModel
@@ -154,27 +154,25 @@ class Separator:
         if len(points) > self.fit_points:
             points = points[rng.choice(len(points), self.fit_points, replace=False)]
         centroids = kmeans(points, 2, seed=self.seed)
-        shares = cluster_shares(points, centroids)
         voice_flags = voice_clusters(centroids, config.voice_centroid, config.accompaniment_centroid,
                                      *config.voice_thresholds)
         if self.keep_analysis:
             sample = points[rng.choice(len(points), min(len(points), 4000), replace=False)]
             self._fit = (centroids, voice_flags, sample, nearest(sample, centroids))
-        self._assign(cached, starts, masks, centroids, voice_flags, shares, frames)
+        self._assign(cached, starts, masks, centroids, voice_flags, frames)
         pending = [i for i in range(len(starts)) if i not in fit_index]
         for group in range(0, len(pending), self.batch_size):
             indices = pending[group:group + self.batch_size]
             cached = dict(zip(indices, self.embed([self.window(log_mel, starts[i]) for i in indices])))
-            self._assign(cached, starts, masks, centroids, voice_flags, shares, frames)
+            self._assign(cached, starts, masks, centroids, voice_flags, frames)
         return masks
 
-    def _assign(self, cached: dict, starts: list[int], masks: np.ndarray, centroids, voice_flags, shares,
-                frames: int) -> None:
+    def _assign(self, cached: dict, starts: list[int], masks: np.ndarray, centroids, voice_flags, frames: int) -> None:
         for i in list(cached):
             start = starts[i]
             valid = min(self.bundle.config.window_frames, frames - start)
             masks[start:start + valid] = cluster_voice_mask(cached.pop(i)[:valid], centroids, voice_flags,
-                                                            self.mask_softness, shares)
+                                                            self.mask_softness)
 
     # -- streaming mode ---------------------------------------------------------------------------------------
     def _separate_streaming(self, source: AudioSource, write) -> None:

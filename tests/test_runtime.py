@@ -82,12 +82,11 @@ def test_inverse_mel_reconstruction_beats_the_mixture(separator):
 
 def test_windows_outside_the_fitting_sample_get_their_masks(separator):
     """Offline, k-means is fitted on a sample of windows (32 of them: 128 s); the other windows are embedded
-    afterwards and assigned to the fitted clusters. With a sample of 2 windows, a 24 s input exercises that path.
-    Binary masks: what is checked is the assignment, not how soft masks weigh the clusters."""
+    afterwards and assigned to the fitted clusters. With a sample of 2 windows, a 24 s input exercises that path."""
     rng = np.random.default_rng(8)
     v, a = voice(24.0, 16000, rng), accompaniment(24.0, 16000, rng)
     a *= np.sqrt(np.mean(v ** 2) / np.mean(a ** 2))
-    sampled = Separator(separator.bundle, device="cpu", fit_windows=2, keep_analysis=True, mask_softness=0)
+    sampled = Separator(separator.bundle, device="cpu", fit_windows=2, keep_analysis=True)
     vocals, _ = sampled.separate(v + a, 16000)
     window_masks = sampled.analysis.masks[:6 * 500].reshape(6, 500, -1).mean(axis=(1, 2))
     assert np.all(window_masks > 0.05), window_masks  # every window has voice bins, fitted or not
@@ -200,33 +199,6 @@ def test_soft_masks_sum_with_their_complement_to_one():
     assert 0 < soft.min() and soft.max() < 1 and np.all((soft > 0.5) == (binary > 0.5))
     sharper = cluster_voice_mask(embeddings, centroids, flags, 50.0)
     assert np.mean(np.abs(sharper - binary)) < np.mean(np.abs(soft - binary))
-
-
-def test_cluster_shares_weigh_the_soft_mask_posterior():
-    """The clusters' shares act as priors: equal shares change nothing, a small voice cluster claims less of every
-    bin, and voice plus accompaniment still sum to one."""
-    from stream_dc.cluster import cluster_shares
-    from stream_dc.masks import cluster_voice_mask
-
-    rng = np.random.default_rng(8)
-    embeddings = rng.standard_normal((20, 150, 3)).astype(np.float32)
-    embeddings /= np.linalg.norm(embeddings, axis=-1, keepdims=True)
-    centroids = np.array([[1, 0, 0], [0, 1, 0]], np.float32)
-    flags = np.array([True, False])
-    plain = cluster_voice_mask(embeddings, centroids, flags, 4.0)
-    np.testing.assert_allclose(cluster_voice_mask(embeddings, centroids, flags, 4.0, np.array([0.5, 0.5])), plain,
-                               atol=1e-6)
-    small = np.array([0.1, 0.9])
-    weighted = cluster_voice_mask(embeddings, centroids, flags, 4.0, small)
-    assert np.all(weighted < plain)
-    np.testing.assert_allclose(weighted + cluster_voice_mask(embeddings, centroids, ~flags, 4.0, small), 1.0,
-                               atol=1e-6)
-    # the posterior odds move by exactly the prior odds
-    odds = lambda m: m / (1 - m)
-    np.testing.assert_allclose(odds(weighted) / odds(plain), 0.1 / 0.9, rtol=1e-3)
-
-    points = np.concatenate([np.tile([1, 0, 0], (10, 1)), np.tile([0, 1, 0], (30, 1))]).astype(np.float32)
-    np.testing.assert_allclose(cluster_shares(points, centroids), [0.25, 0.75])
 
 
 def test_bundle_thresholds_and_softness_reach_the_separator(tmp_path):

@@ -91,13 +91,10 @@ def test_stream_mode_equals_offline_when_masks_do_not_depend_on_context(bundle, 
 
 
 def test_stream_mode_close_to_offline_with_the_model(bundle):
-    """With the real network, streaming differs from offline only by its online centroids and shorter context.
-    Binary masks: offline soft masks also weigh the clusters by their shares of the whole signal, which a stream
-    does not have."""
+    """With the real network, streaming differs from offline only by its online centroids and shorter context."""
     audio = mixture(8.0, 16000, seed=3)
-    vocals_offline, _ = Separator(bundle, device="cpu", mask_softness=0).separate(audio, 16000)
-    vocals_stream, _ = Separator(bundle, device="cpu", mode="stream", latency="paper",
-                                 mask_softness=0).separate(audio, 16000)
+    vocals_offline, _ = Separator(bundle, device="cpu").separate(audio, 16000)
+    vocals_stream, _ = Separator(bundle, device="cpu", mode="stream", latency="paper").separate(audio, 16000)
     difference = 10 * np.log10(np.sum(vocals_offline ** 2) / np.sum((vocals_offline - vocals_stream) ** 2))
     assert difference > 10.0  # dB: the stream-mode vocals stay within -10 dB of the offline ones
 

@@ -261,3 +261,21 @@ def test_label_threshold_separates_voice_clusters_from_accompaniment_alone():
     assert best_threshold(voice_scores, alone_scores) == pytest.approx((-0.2 + 0.1) / 2, abs=0.02)
     overlapping = best_threshold(np.array([-0.3, 0.2, 0.4]), np.array([-0.5, -0.25, -0.4]))
     assert min(abs(overlapping - cut) for cut in (-0.35, -0.025)) < 1e-9  # either misses one of six mixtures
+
+
+def _worker_setup():
+    import signal
+
+    from threadpoolctl import threadpool_info
+
+    return ([pool["num_threads"] for pool in threadpool_info()], signal.getsignal(signal.SIGINT) is signal.SIG_IGN,
+            signal.getsignal(signal.SIGTERM) is signal.SIG_IGN)
+
+
+def test_training_workers_run_one_blas_thread_and_leave_signals_to_the_trainer():
+    pytest.importorskip("threadpoolctl")
+    from training.data import quiet_pool
+
+    with quiet_pool(2) as pool:
+        threads, ignores_ctrl_c, ignores_sigterm = pool.submit(_worker_setup).result()
+    assert threads and all(n == 1 for n in threads) and ignores_ctrl_c and ignores_sigterm

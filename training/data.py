@@ -146,6 +146,11 @@ def single_threaded_worker() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     os.nice(5)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(1)
 
 
 def quiet_pool(workers: int, **options) -> ProcessPoolExecutor:
@@ -159,11 +164,6 @@ def quiet_pool(workers: int, **options) -> ProcessPoolExecutor:
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     return pool
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return
-    threadpool_limits(1)
 
 
 def remix_features(stems: list[Stems], log_mel: LogMel, job: int | RemixSpec,

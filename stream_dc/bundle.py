@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .activity import VoiceActivity
 from .cluster import CLEAR_VOICE, WEAK_VOICE
 from .features import FeatureConfig
-from .files import create_temporary
+from .files import create_temporary, replaced_on_success
 
 BUNDLE_FORMAT = 1
 MODEL_FILE = "model.onnx"
@@ -47,6 +48,7 @@ class BundleConfig:
     # voice labelling thresholds (clear, weak) measured on training mixtures; see cluster.voice_clusters
     voice_thresholds: tuple[float, float] = (CLEAR_VOICE, WEAK_VOICE)
     mask_softness: float = 0.0  # 0: binary masks; > 0: soft masks from the cluster posteriors
+    voice_activity: VoiceActivity | None = None  # frame voice-activity gate on the voice masks (activity.py)
     chunked_model_sha256: str | None = None  # set when the bundle holds model_chunked.onnx
     input_name: str = "features"
     output_name: str = "embeddings"
@@ -70,6 +72,7 @@ class BundleConfig:
             "voice_thresholds": [float(v) for v in self.voice_thresholds],
             "mask_softness": float(self.mask_softness),
             **({"chunked_model_sha256": self.chunked_model_sha256} if self.chunked_model_sha256 else {}),
+            **({"voice_activity": self.voice_activity.to_dict()} if self.voice_activity is not None else {}),
         }
 
     @classmethod
@@ -95,6 +98,8 @@ class BundleConfig:
                 voice_thresholds=tuple(float(v) for v in values.get("voice_thresholds", (CLEAR_VOICE, WEAK_VOICE))),
                 mask_softness=float(values.get("mask_softness", 0.0)),
                 chunked_model_sha256=values.get("chunked_model_sha256"),
+                voice_activity=(VoiceActivity.from_dict(values["voice_activity"])
+                                if values.get("voice_activity") is not None else None),
             )
         except BundleError:
             raise
@@ -118,6 +123,8 @@ class BundleConfig:
         ]
         for arrays in (self.feature_mean, self.feature_std, self.voice_centroid, self.accompaniment_centroid):
             checks.append((bool(np.all(np.isfinite(arrays))), "config.json holds non-finite numbers"))
+        if self.voice_activity is not None:
+            checks.extend((False, problem) for problem in self.voice_activity.problems(n_mels, dim))
         for ok, message in checks:
             if not ok:
                 raise BundleError(f"config.json: {message}")
@@ -172,6 +179,13 @@ def load_bundle(directory: str | Path | None = None) -> Bundle:
             raise BundleError(f"{chunked_path} does not match its config.json (checksum differs): corrupt or "
                               "mismatched bundle")
     return Bundle(directory=directory, config=config, model_bytes=model_bytes, chunked_model_bytes=chunked_bytes)
+
+
+def write_config(directory: str | Path, config: BundleConfig) -> None:
+    """Replace the ``config.json`` of an existing bundle (its networks unchanged), atomically."""
+    config.validate()
+    with replaced_on_success(Path(directory) / CONFIG_FILE) as temporary:
+        temporary.write_text(json.dumps(config.to_dict(), indent=1) + "\n", encoding="utf-8")
 
 
 def write_bundle(directory: str | Path, config: BundleConfig, model_bytes: bytes,

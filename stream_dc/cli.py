@@ -61,6 +61,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mask-softness", type=finite_float, metavar="ALPHA",
                         help="0: binary masks; > 0: soft masks from the cluster posteriors, softmax(-ALPHA x distance) "
                              "(default: the model's setting)")
+    parser.add_argument("--no-voice-gate", dest="voice_gate", action="store_false",
+                        help="do not scale each frame's voice mask by the model's frame voice activity (models that "
+                             "carry a voice-activity gate use it by default)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="onnxruntime device: auto uses CUDA when onnxruntime-gpu is installed")
     parser.add_argument("--threads", type=thread_count, metavar="N",
@@ -106,7 +109,7 @@ def cmd_separate(args) -> int:
     try:
         separator = Separator(args.model, device=args.device, reconstruction=args.reconstruction, mode=args.mode,
                               latency=args.latency, keep_analysis=args.plot, mask_softness=args.mask_softness,
-                              threads=args.threads)
+                              threads=args.threads, voice_gate=args.voice_gate)
     except (BundleError, DeviceError, ValueError) as error:
         return fail("separate", str(error))
     if not args.quiet:

@@ -11,7 +11,8 @@ network wherever enough of them have arrived; ``flush(total_frames)`` runs the r
   future context, the forward LSTM states carried from chunk to chunk by the chunked graph.
 
 Centroids are fitted by k-means on the first active bins, seeded with the bundle's reference centroids, and follow
-the stream online (``OnlineCentroids``).
+the stream online (``OnlineCentroids``). The bundle's voice-activity gate, when there is one, scales each frame's
+voice mask as offline (it reads that frame only, so it adds no look-ahead).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from collections import deque
 
 import numpy as np
 
+from .activity import VoiceActivity
 from .bundle import BundleConfig
 from .cluster import OnlineCentroids
 from .features import LogMel
@@ -38,9 +40,9 @@ class _Engine:
     """What both engines share: the buffered features, the mask track, the online centroids."""
 
     def __init__(self, preset: LatencyPreset, config: BundleConfig, log_mel: LogMel, model, centroids: OnlineCentroids,
-                 mask_softness: float):
+                 mask_softness: float, voice_activity: VoiceActivity | None = None):
         self.preset, self.config, self.log_mel, self.model = preset, config, log_mel, model
-        self.centroids, self.mask_softness = centroids, mask_softness
+        self.centroids, self.mask_softness, self.voice_activity = centroids, mask_softness, voice_activity
         self.reset()
 
     def reset(self) -> None:
@@ -80,9 +82,14 @@ class _Engine:
         self.features = self.features[drop:]
         self.features_start += drop
 
-    def _masks(self, embeddings: np.ndarray) -> np.ndarray:
-        return cluster_voice_mask(embeddings, self.centroids.centroids, self.centroids.voice_labels(),
-                                  self.mask_softness)
+    def _masks(self, embeddings: np.ndarray, normalised_log_mel: np.ndarray) -> np.ndarray:
+        """Voice masks ``(frames, n_mels)`` of ``(frames, n_mels, dim)`` embeddings, gated by the frames' voice
+        activity (from the same frames' normalised log-mel) when the bundle has a gate."""
+        masks = cluster_voice_mask(embeddings, self.centroids.centroids, self.centroids.voice_labels(),
+                                   self.mask_softness)
+        if self.voice_activity is not None:
+            masks *= self.voice_activity.gate(embeddings, normalised_log_mel)[:, None]
+        return masks
 
     def _run(self, total_frames: int | None) -> None:
         raise NotImplementedError
@@ -113,7 +120,8 @@ class WindowEngine(_Engine):
     def _run_window(self, k: int, first: int, total_frames: int | None) -> None:
         preset = self.preset
         log_mel = self._frames(first, self.config.window_frames, total_frames)
-        embeddings = self.model.embed(self.log_mel.normalise(log_mel)[None])[0]  # (window, n_mels, dim)
+        normalised = self.log_mel.normalise(log_mel)
+        embeddings = self.model.embed(normalised[None])[0]  # (window, n_mels, dim)
         self.runs += 1
         commit = k * preset.hop
         half = preset.crossfade // 2
@@ -125,7 +133,7 @@ class WindowEngine(_Engine):
             self.centroids.update(embeddings[region][active[region]])
         # masks of the commit region widened by half the crossfade on each side
         lo, hi = commit - half, commit + preset.hop + half
-        masks = self._masks(embeddings[lo - first:hi - first])
+        masks = self._masks(embeddings[lo - first:hi - first], normalised[lo - first:hi - first])
         weights = np.ones(hi - lo, np.float32)
         if preset.crossfade:
             ramp = crossfade_weights(preset.crossfade)
@@ -158,26 +166,27 @@ class ChunkEngine(_Engine):
                 break
             log_mel = self._frames(first, chunk + lookahead, total_frames)
             decided = chunk if total_frames is None else min(chunk, total_frames - first)
-            embeddings = self.model.embed(self.log_mel.normalise(log_mel), decided)  # (decided, n_mels, dim)
+            normalised = self.log_mel.normalise(log_mel)
+            embeddings = self.model.embed(normalised, decided)  # (decided, n_mels, dim)
             self.runs += 1
             self.loudness.append(float(log_mel.max()))
             active = self.log_mel.active_bins(log_mel[:decided], reference_log_mel=max(self.loudness))
             self.centroids.update(embeddings[active])
-            self.track.accumulate(first, self._masks(embeddings), np.ones(decided, np.float32))
+            self.track.accumulate(first, self._masks(embeddings, normalised[:decided]), np.ones(decided, np.float32))
             self.track.finalise(first + decided)
             self.next_run += 1
             self._discard_before(first + chunk)
 
 
 def make_engine(preset: LatencyPreset, config: BundleConfig, log_mel: LogMel, model, forgetting: float,
-                mask_softness: float) -> _Engine:
+                mask_softness: float, voice_activity: VoiceActivity | None = None) -> _Engine:
     """The engine for ``preset`` with its online centroids. ``forgetting`` is per 100 frames (the balanced hop):
     the window engine applies it per window, the chunked engine per chunk scaled to the chunk's length."""
     if preset.chunked:
         centroids = OnlineCentroids(config.voice_centroid, config.accompaniment_centroid,
                                     forgetting ** (preset.hop / 100), min_points=CHUNKED_FIT_POINTS,
                                     thresholds=config.voice_thresholds, min_update=16)
-        return ChunkEngine(preset, config, log_mel, model, centroids, mask_softness)
+        return ChunkEngine(preset, config, log_mel, model, centroids, mask_softness, voice_activity)
     centroids = OnlineCentroids(config.voice_centroid, config.accompaniment_centroid, forgetting,
                                 thresholds=config.voice_thresholds)
-    return WindowEngine(preset, config, log_mel, model, centroids, mask_softness)
+    return WindowEngine(preset, config, log_mel, model, centroids, mask_softness, voice_activity)

@@ -180,7 +180,7 @@ def _init_worker(options: dict) -> None:
         if threads:
             os.environ["STREAM_DC_THREADS"] = str(threads)
         _WORKER["separator"] = Separator(options["model"], device=options["device"], mode=options["mode"],
-                                         mask_softness=options["mask_softness"],
+                                         mask_softness=options["mask_softness"], voice_gate=options["voice_gate"],
                                          latency=options["latency"], reconstruction=options["reconstruction"])
 
 
@@ -309,7 +309,7 @@ def run_evaluate(args) -> int:
         return 1
     jobs = args.jobs or os.cpu_count() or 1
     options = {"systems": systems, "model": args.model, "device": args.device, "mode": args.mode,
-               "mask_softness": args.mask_softness,
+               "mask_softness": args.mask_softness, "voice_gate": args.voice_gate,
                "latency": args.latency, "reconstruction": args.reconstruction, "bss": args.bss,
                "threads": args.threads or (1 if jobs > 1 else None)}
     started = time.perf_counter()

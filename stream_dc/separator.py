@@ -2,7 +2,8 @@
 
 The paper's test-time procedure: the log-mel features are cut into 500-frame windows (the last one padded with
 silence), the network embeds every time-frequency bin, k-means++ fits two centroids, every bin joins its nearest
-centroid, and each cluster becomes voice or accompaniment by the bundle's reference centroids.
+centroid, and each cluster becomes voice or accompaniment by the bundle's reference centroids. When the bundle has
+a voice-activity gate (``activity.py``), each frame's voice mask is scaled by it.
 
 Memory stays bounded on long inputs: audio is read twice in blocks (features, then synthesis); only the
 log-mel features and the mask of every frame are held (about 0.3 GB for an hour), and k-means is fitted on a
@@ -50,7 +51,7 @@ class Separator:
     def __init__(self, bundle: Bundle | str | None = None, device: str = "auto", reconstruction: str = "projection",
                  mode: str = "offline", latency: str = "balanced", fit_windows: int = 32, fit_points: int = 40_000,
                  batch_size: int = 4, seed: int = 0, keep_analysis: bool = False, mask_softness: float | None = None,
-                 threads: int | None = None):
+                 threads: int | None = None, voice_gate: bool = True):
         if reconstruction not in RECONSTRUCTIONS:
             raise ValueError(f"unknown reconstruction {reconstruction!r}: choose one of {', '.join(RECONSTRUCTIONS)}")
         if mode not in ("offline", "stream"):
@@ -67,6 +68,7 @@ class Separator:
         self.fit_windows, self.fit_points, self.batch_size, self.seed = fit_windows, fit_points, batch_size, seed
         self.keep_analysis = keep_analysis
         self.mask_softness = config.mask_softness if mask_softness is None else float(mask_softness)
+        self.voice_activity = config.voice_activity if voice_gate else None
         self.analysis: Analysis | None = None  # the last offline run's, when keep_analysis is set
         self._fit: tuple | None = None
 
@@ -159,20 +161,26 @@ class Separator:
         if self.keep_analysis:
             sample = points[rng.choice(len(points), min(len(points), 4000), replace=False)]
             self._fit = (centroids, voice_flags, sample, nearest(sample, centroids))
-        self._assign(cached, starts, masks, centroids, voice_flags, frames)
+        self._assign(cached, log_mel, starts, masks, centroids, voice_flags)
         pending = [i for i in range(len(starts)) if i not in fit_index]
         for group in range(0, len(pending), self.batch_size):
             indices = pending[group:group + self.batch_size]
             cached = dict(zip(indices, self.embed([self.window(log_mel, starts[i]) for i in indices])))
-            self._assign(cached, starts, masks, centroids, voice_flags, frames)
+            self._assign(cached, log_mel, starts, masks, centroids, voice_flags)
         return masks
 
-    def _assign(self, cached: dict, starts: list[int], masks: np.ndarray, centroids, voice_flags, frames: int) -> None:
+    def _assign(self, cached: dict, log_mel: np.ndarray, starts: list[int], masks: np.ndarray, centroids,
+                voice_flags) -> None:
+        """Masks of the windows in ``cached`` (index -> embeddings), gated by the frames' voice activity."""
         for i in list(cached):
             start = starts[i]
-            valid = min(self.bundle.config.window_frames, frames - start)
-            masks[start:start + valid] = cluster_voice_mask(cached.pop(i)[:valid], centroids, voice_flags,
-                                                            self.mask_softness)
+            valid = min(self.bundle.config.window_frames, len(log_mel) - start)
+            embeddings = cached.pop(i)[:valid]
+            window_masks = cluster_voice_mask(embeddings, centroids, voice_flags, self.mask_softness)
+            if self.voice_activity is not None:
+                normalised = self.log_mel.normalise(log_mel[start:start + valid])
+                window_masks *= self.voice_activity.gate(embeddings, normalised)[:, None]
+            masks[start:start + valid] = window_masks
 
     # -- streaming mode ---------------------------------------------------------------------------------------
     def _separate_streaming(self, source: AudioSource, write) -> None:
@@ -181,7 +189,7 @@ class Separator:
         chunked = get_preset(self.latency).chunked  # the chunked engine runs its own graph, loaded when needed
         processor = StreamProcessor(self.bundle, source.sample_rate, source.channels, latency=self.latency,
                                     model=self.chunk_model if chunked else self.model, mask_softness=self.mask_softness,
-                                    device=self.device, threads=self.threads)
+                                    device=self.device, threads=self.threads, voice_gate=self.voice_activity is not None)
         if chunked:
             self.chunk_model = processor.model
         aligner = Aligner(processor.latency_samples)

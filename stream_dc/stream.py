@@ -35,7 +35,7 @@ class StreamProcessor:
     def __init__(self, bundle: Bundle | str | None = None, sample_rate: int = 44100, channels: int = 2,
                  latency: str | LatencyPreset = "balanced", device: str = "auto", keep: str = "accompaniment",
                  vocal_gain_db: float | None = None, model: EmbeddingModel | None = None, forgetting: float = 0.7,
-                 mask_softness: float | None = None, threads: int | None = None):
+                 mask_softness: float | None = None, threads: int | None = None, voice_gate: bool = True):
         if sample_rate < 1000 or channels < 1:
             raise ValueError("sample_rate must be >= 1000 Hz and channels >= 1")
         if keep not in KEEP:
@@ -52,7 +52,9 @@ class StreamProcessor:
         self.log_mel = LogMel(config.features, config.feature_mean, config.feature_std)
         self.mask_softness = config.mask_softness if mask_softness is None else float(mask_softness)
         self.frontend = AnalysisFrontEnd(self.log_mel, self.sample_rate)
-        self.engine = make_engine(self.preset, config, self.log_mel, self.model, forgetting, self.mask_softness)
+        self.voice_activity = config.voice_activity if voice_gate else None
+        self.engine = make_engine(self.preset, config, self.log_mel, self.model, forgetting, self.mask_softness,
+                                  self.voice_activity)
         self.latency_samples = self._latency()
         self.reset()  # (the front end and the engine start fresh already; this sets up the rest)
 

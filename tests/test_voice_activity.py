@@ -1,0 +1,104 @@
+"""The frame voice-activity gate: its arithmetic, its place in the bundle, and that every path applies it."""
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from stream_dc.activity import VoiceActivity, frame_features
+from stream_dc.bundle import BundleError, load_bundle, write_config
+from stream_dc.separator import Separator
+from stream_dc.stream import StreamProcessor
+from tests.synthetic import accompaniment, voice
+
+
+def test_gate_is_the_logistic_of_a_linear_function_of_each_frame():
+    rng = np.random.default_rng(0)
+    frames, bands, dim = 7, 5, 3
+    embeddings = rng.standard_normal((frames, bands, dim)).astype(np.float32)
+    log_mel = rng.standard_normal((frames, bands)).astype(np.float32)
+    activity = VoiceActivity(rng.standard_normal(bands * (dim + 1)).astype(np.float32), 0.3, offset=1.0)
+    gate = activity.gate(embeddings, log_mel)
+    for t in range(frames):  # brute force, frame by frame
+        z = sum(float(embeddings[t, b, d]) * float(activity.weights[b * dim + d]) for b in range(bands)
+                for d in range(dim))
+        z += sum(float(log_mel[t, b]) * float(activity.weights[bands * dim + b]) for b in range(bands))
+        assert gate[t] == pytest.approx(1 / (1 + np.exp(-(z + 0.3 + 1.0))), rel=1e-5)
+    assert frame_features(embeddings, log_mel).shape == (frames, bands * (dim + 1))
+    # a frame's gate depends on that frame only
+    np.testing.assert_allclose(activity.gate(embeddings[2:4], log_mel[2:4]), gate[2:4], rtol=1e-6)
+
+
+def gated_bundle(tmp_path, bias):
+    """A copy of the shipped bundle whose gate says the same for every frame: voice (bias 60) or none (-60)."""
+    directory = tmp_path / f"gate{bias}"
+    shutil.copytree(load_bundle().directory, directory)
+    config = load_bundle(directory).config
+    size = config.features.n_mels * (config.embedding_dim + 1)
+    config.voice_activity = VoiceActivity(np.zeros(size, np.float32), float(bias), offset=0.0)
+    write_config(directory, config)
+    return directory
+
+
+def test_bundle_keeps_the_gate_and_rejects_a_wrong_one(tmp_path):
+    directory = gated_bundle(tmp_path, -2.5)
+    loaded = load_bundle(directory).config.voice_activity
+    assert loaded.bias == -2.5 and loaded.offset == 0.0 and not loaded.weights.any()
+    values = json.loads((directory / "config.json").read_text())
+    values["voice_activity"]["weights"] = values["voice_activity"]["weights"][:-1]
+    (directory / "config.json").write_text(json.dumps(values))
+    with pytest.raises(BundleError, match="voice_activity weights"):
+        load_bundle(directory)
+    del values["voice_activity"]  # a bundle without a gate still loads, ungated
+    (directory / "config.json").write_text(json.dumps(values))
+    assert load_bundle(directory).config.voice_activity is None
+
+
+def song(seconds=6.0, rate=44100):
+    rng = np.random.default_rng(3)
+    mixture = voice(seconds, rate, rng) + accompaniment(seconds, rate, rng)
+    return np.repeat(mixture[:, None], 2, axis=1).astype(np.float32)
+
+
+@pytest.mark.parametrize("mode,latency", [("offline", None), ("stream", "balanced"), ("stream", "live")])
+def test_every_path_applies_the_gate(tmp_path, mode, latency):
+    audio = song()
+    options = {"mode": mode, **({"latency": latency} if latency else {}), "device": "cpu"}
+    closed_bundle = load_bundle(gated_bundle(tmp_path, -60))
+    closed = Separator(closed_bundle, **options)
+    vocals, rest = closed.separate(audio, 44100)
+    assert np.sum(vocals ** 2) < 1e-6 * np.sum(audio ** 2)
+    np.testing.assert_allclose(rest, audio, atol=1e-5)
+    # an open gate, or none, leaves the masks as they were
+    ungated = Separator(closed_bundle, voice_gate=False, **options).separate(audio, 44100)
+    opened = Separator(load_bundle(gated_bundle(tmp_path, 60)), **options).separate(audio, 44100)
+    assert np.sum(ungated[0] ** 2) > 0.01 * np.sum(audio ** 2)
+    np.testing.assert_allclose(opened[0], ungated[0], atol=1e-6)
+
+
+def test_stream_processor_can_leave_the_gate_out(tmp_path):
+    bundle = load_bundle(gated_bundle(tmp_path, -60))
+    block = song(2.0, 16000)[:, :1]
+    gated = StreamProcessor(bundle, 16000, 1, latency="live", keep="vocals", device="cpu")
+    ungated = StreamProcessor(bundle, 16000, 1, latency="live", keep="vocals", device="cpu", voice_gate=False)
+    assert gated.voice_activity is not None and ungated.voice_activity is None
+    out = np.concatenate([gated.process(block), gated.flush()])
+    assert np.sum(out ** 2) < 1e-6 * np.sum(block ** 2)
+
+
+def test_command_line_no_voice_gate(tmp_path):
+    directory = gated_bundle(tmp_path, -60)
+    path = tmp_path / "song.wav"
+    sf.write(path, song(3.0), 44100)
+    energies = {}
+    for flag in ([], ["--no-voice-gate"]):
+        out = tmp_path / ("out" + "".join(flag))
+        result = subprocess.run([sys.executable, "-m", "stream_dc", "separate", str(path), "-o", str(out),
+                                 "--model", str(directory), "-q", *flag], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        vocals, _ = sf.read(out / "song" / "vocals.wav")
+        energies[bool(flag)] = float(np.sum(vocals ** 2))
+    assert energies[False] < 1e-6 * energies[True]

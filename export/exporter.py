@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stream_dc.activity import VoiceActivity
 from stream_dc.bundle import BundleConfig, sha256_of, write_bundle
 from stream_dc.features import FeatureConfig
 from training.model import TORCH_TO_ONNX_GATES, DeepClusteringNet, ModelConfig, chunked_embeddings, inference_weights
@@ -201,6 +202,10 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, weight_dtype:
     if "labelling" in state:
         bundle_config.voice_thresholds = tuple(float(v) for v in state["labelling"]["voice_thresholds"])
         provenance["labelling"] = state["labelling"].get("statistics", {})
+        if "voice_activity" in state["labelling"]:
+            gate = state["labelling"]["voice_activity"]
+            bundle_config.voice_activity = VoiceActivity.from_dict(gate)
+            provenance["voice_activity"] = gate.get("statistics", {})
     provenance["export"]["chunked"] = chunked
     write_bundle(out_dir, bundle_config, model_bytes, chunked_bytes)
     return {"bundle": str(out_dir), "bytes": len(model_bytes), "onnx_vs_torch": onnx_error,

@@ -45,6 +45,10 @@ def test_tiny_model_learns_to_separate(dataset, tmp_path):
     assert log[-1]["val_loss"] < log[0]["val_loss"]
     export_checkpoint(run / "best.pt", tmp_path / "bundle", "float32")
     separator = Separator(str(tmp_path / "bundle"), device="cpu")
+    # the voice-activity gate is fitted at the end of training (the synthetic voice rests between notes) and exported
+    gate = torch.load(run / "best.pt", weights_only=True)["labelling"]["voice_activity"]
+    assert gate["statistics"]["frames"] > 0 and 0 < gate["statistics"]["voiced_share"] < 1
+    np.testing.assert_allclose(separator.bundle.config.voice_activity.weights, gate["weights"], rtol=1e-6)
     rng = np.random.default_rng(99)  # unseen mixtures
     gains = []
     for _ in range(3):

@@ -279,3 +279,16 @@ def test_training_workers_run_one_blas_thread_and_leave_signals_to_the_trainer()
     with quiet_pool(2) as pool:
         threads, ignores_ctrl_c, ignores_sigterm = pool.submit(_worker_setup).result()
     assert threads and all(n == 1 for n in threads) and ignores_ctrl_c and ignores_sigterm
+
+
+def test_voice_activity_regression_finds_a_separable_rule_whatever_the_class_balance():
+    from training.voice_activity import fit_logistic
+
+    rng = np.random.default_rng(4)
+    features = rng.standard_normal((4000, 12)).astype(np.float32)
+    direction = rng.standard_normal(12).astype(np.float32)
+    labels = features @ direction > 1.2  # about one in nine positive
+    weights, bias = fit_logistic(features, labels)
+    found = features @ weights + bias > 0
+    assert np.mean(found[labels]) > 0.95 and np.mean(~found[~labels]) > 0.95
+    assert np.dot(weights, direction) / (np.linalg.norm(weights) * np.linalg.norm(direction)) > 0.95

@@ -45,6 +45,7 @@ from .data import (
 from .loss import deep_clustering_loss
 from .mixing import MixingConfig, draw_remixes, render
 from .model import PRESETS, DeepClusteringNet, ModelConfig
+from .voice_activity import fit_voice_activity, torch_embedder
 
 VALIDATION_STREAM = 1 << 30  # random stream of the validation remixes, apart from every epoch's
 
@@ -57,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated singers, artists, tracks or files held out for validation")
     parser.add_argument("--holdout", default="", help="comma-separated groups or tracks left out entirely (kept "
                         "for reporting)")
-    parser.add_argument("--out", required=True, help="run folder for checkpoints and logs")
+    parser.add_argument("--out", help="run folder for checkpoints and logs (required)")
     parser.add_argument("--init", nargs="?", const="default", metavar="BUNDLE",
                         help="start from a model bundle's network and normalisation (default bundle without a value)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="compact", help="network size")
@@ -532,6 +533,14 @@ def train(args) -> Path:
         best["labelling"] = calibrate(model, mixes, alone, log_mel, (voice_centroid, accompaniment_centroid),
                                       args.chunk_long, device)
         log(f"voice labels: thresholds {best['labelling']['voice_thresholds']}, {best['labelling']['statistics']}")
+        try:
+            activity, statistics = fit_voice_activity(train_stems, mixing_config(args), log_mel,
+                                                      torch_embedder(model, device), args.chunk_long, args.seed, log)
+        except ValueError as error:  # e.g. no frame without a voice among the training clips
+            log(f"no voice-activity gate: {error}")
+        else:
+            best["labelling"]["voice_activity"] = {**activity.to_dict(), "statistics": statistics}
+            log(f"voice activity: {statistics}")
         best["provenance"] = {**provenance, "best_epoch": state["best_epoch"], "best_val_loss": state["best_val"],
                               "epochs": state["epoch"], "history": state["history"], "complete": not stopped_early,
                               "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -556,6 +565,8 @@ def main(argv: list[str] | None = None) -> int:
                                      fromfile_prefix_chars="@")
     add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.out is None:
+        parser.error("the following arguments are required: --out")
     handle_sigterm()
     try:
         train(args)

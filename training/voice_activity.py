@@ -1,0 +1,171 @@
+"""Fitting a network's frame voice-activity gate (``stream_dc.activity``) on its own training clips.
+
+Examples come from the mixtures the runtime will meet: every voiced clip's original pairing, one remix per voiced
+clip drawn by the recipe's mixing engine (effects included), and the accompaniment alone of every clip from a
+source of produced music (``instrumental``, ``musdb``). A share of each mixture's frames that hold at least a few
+active bins is kept; a frame is voiced when its voice energy is within ``VOICED_WITHIN_DB`` of the mixture's
+(16 kHz STFT, the analysis grid). A logistic regression with balanced class weights and a small L2 penalty is fitted
+on ``frame_features`` by L-BFGS.
+
+``python -m training.voice_activity BUNDLE @RECIPE`` fits the gate of an existing bundle (its ONNX network) on a
+recipe's training clips (``--validation`` and ``--holdout`` clips left out) and writes it into the bundle.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from stream_dc.activity import VOICED_WITHIN_DB, VoiceActivity, frame_features
+from stream_dc.features import LogMel, stft
+
+from .data import Stems
+from .mixing import MixingConfig, draw_remixes, render
+
+FRAME_SHARE = 0.12  # of each mixture's frames with active bins, taken as examples
+MIN_ACTIVE_BINS = 3
+ALONE_SOURCES = ("instrumental", "musdb")
+L2 = 1e-4
+
+Embed = Callable[[np.ndarray], np.ndarray]  # normalised windows (n, frames, n_mels) -> (n, frames, n_mels, dim)
+
+
+def mixture_frames(voice: np.ndarray, accompaniment: np.ndarray, log_mel: LogMel, embed: Embed, window: int,
+                   take: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Frame features ``(m, n_mels * (dim + 1))`` and voiced labels ``(m,)`` of a share of one mixture's frames;
+    ``voice`` may be empty (accompaniment alone)."""
+    accompaniment_spectrum = stft(accompaniment)
+    voice_spectrum = stft(voice) if len(voice) else np.zeros_like(accompaniment_spectrum)
+    mixture = voice_spectrum + accompaniment_spectrum
+    raw = log_mel.log_mel(mixture)
+    frames = len(raw)
+    active = log_mel.active_bins(raw).sum(axis=1) >= MIN_ACTIVE_BINS
+    chosen = np.flatnonzero(active & (take.random(frames) < FRAME_SHARE))
+    if len(chosen) == 0:
+        return np.zeros((0, 0), np.float32), np.zeros(0, bool)
+    padded = -(-frames // window) * window
+    silence = log_mel.silence_log_mel()
+    normalised = log_mel.normalise(np.concatenate([raw, np.repeat(silence[None], padded - frames, axis=0)]))
+    embeddings = embed(normalised.reshape(-1, window, normalised.shape[1]))
+    embeddings = embeddings.reshape(padded, normalised.shape[1], -1)[:frames]
+    voice_energy = np.sum(np.abs(voice_spectrum) ** 2, axis=1)
+    mixture_energy = np.sum(np.abs(mixture) ** 2, axis=1)
+    voiced = voice_energy > mixture_energy * 10 ** (-VOICED_WITHIN_DB / 10)
+    return frame_features(embeddings[chosen], normalised[chosen]), voiced[chosen]
+
+
+def examples(stems: list[Stems], config: MixingConfig, log_mel: LogMel, embed: Embed, window: int,
+             seed: int = 0, progress: Callable[[str], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Stacked examples ``(n, features)`` float32 and labels ``(n,)`` bool from the clips; see the module docstring."""
+    rng = np.random.default_rng([seed, 7])
+    voiced = [i for i, s in enumerate(stems) if s.has_voice]
+    jobs: list = [(stems[i].voice, stems[i].accompaniment) for i in voiced]
+    jobs += [(np.zeros(0, np.float32), s.accompaniment) for s in stems if s.source in ALONE_SOURCES]
+    jobs += [spec for spec in draw_remixes(stems, len(voiced), config, rng)]
+    features, labels = [], []
+    for n, job in enumerate(jobs):
+        voice, accompaniment = job if isinstance(job, tuple) else render(job, stems, config)
+        if len(voice):
+            length = min(len(voice), len(accompaniment))
+            voice, accompaniment = voice[:length], accompaniment[:length]
+        x, y = mixture_frames(voice, accompaniment, log_mel, embed, window, rng)
+        if len(y):
+            features.append(x)
+            labels.append(y)
+        if progress is not None and (n + 1) % 200 == 0:
+            progress(f"voice activity: {n + 1} of {len(jobs)} mixtures")
+    if not labels or not np.concatenate(labels).any() or np.concatenate(labels).all():
+        raise ValueError("fitting the voice activity needs frames with and without a voice")
+    return np.concatenate(features), np.concatenate(labels)
+
+
+def fit_logistic(features: np.ndarray, labels: np.ndarray, l2: float = L2,
+                 iterations: int = 300) -> tuple[np.ndarray, float]:
+    """Class-balanced logistic regression ``(n, d)``, ``(n,)`` bool -> weights ``(d,)`` float32 and bias."""
+    x = torch.from_numpy(np.ascontiguousarray(features, np.float32))
+    y = torch.from_numpy(labels.astype(np.float32))
+    positive = float(y.mean())
+    sample_weight = torch.where(y > 0, 0.5 / positive, 0.5 / (1.0 - positive))
+    weights = torch.zeros(x.shape[1], requires_grad=True)
+    bias = torch.zeros(1, requires_grad=True)
+    optimiser = torch.optim.LBFGS([weights, bias], max_iter=iterations, history_size=20,
+                                  line_search_fn="strong_wolfe", tolerance_grad=1e-7, tolerance_change=1e-10)
+
+    def closure():
+        optimiser.zero_grad()
+        logits = x @ weights + bias
+        loss = torch.mean(sample_weight * torch.nn.functional.binary_cross_entropy_with_logits(
+            logits, y, reduction="none")) + l2 * torch.sum(weights ** 2)
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    return weights.detach().numpy().astype(np.float32), float(bias.detach())
+
+
+def fit_voice_activity(stems: list[Stems], config: MixingConfig, log_mel: LogMel, embed: Embed, window: int,
+                       seed: int = 0, progress: Callable[[str], None] | None = None) -> tuple[VoiceActivity, dict]:
+    """The gate and its statistics on the examples it was fitted on (``log_mel`` normalises like the network)."""
+    features, labels = examples(stems, config, log_mel, embed, window, seed, progress)
+    weights, bias = fit_logistic(features, labels)
+    activity = VoiceActivity(weights, bias)
+    logits = features @ weights + np.float32(bias)
+    statistics = {"frames": len(labels), "voiced_share": round(float(labels.mean()), 4),
+                  "voiced_frames_found": round(float(np.mean(logits[labels] > 0)), 4),
+                  "unvoiced_frames_found": round(float(np.mean(logits[~labels] <= 0)), 4)}
+    return activity, statistics
+
+
+def torch_embedder(model, device) -> Embed:
+    """``Embed`` of a ``DeepClusteringNet``: windows in, ``(n, frames, n_mels, dim)`` numpy out."""
+    @torch.no_grad()
+    def embed(windows: np.ndarray) -> np.ndarray:
+        out = []
+        for start in range(0, len(windows), 8):
+            batch = torch.from_numpy(np.ascontiguousarray(windows[start:start + 8])).to(device)
+            out.append(model(batch).reshape(*batch.shape, -1).cpu().numpy())
+        return np.concatenate(out)
+
+    model.eval()
+    return embed
+
+
+def main(argv: list[str] | None = None) -> int:
+    from stream_dc.bundle import BundleError, load_bundle, write_config
+    from stream_dc.datasets import DatasetError
+    from stream_dc.inference import EmbeddingModel
+
+    from . import train
+    from .data import load_all
+
+    parser = argparse.ArgumentParser(prog="python -m training.voice_activity", fromfile_prefix_chars="@",
+                                     description="Fit a bundle's frame voice-activity gate on a recipe's training "
+                                                 "clips and write it into the bundle.")
+    parser.add_argument("bundle", help="model bundle folder")
+    train.add_arguments(parser)  # a training recipe reads as is; only its data and mixing options count here
+    args = parser.parse_args(argv)
+    log = (lambda text: print(text, file=sys.stderr, flush=True))
+    try:
+        bundle = load_bundle(args.bundle)
+        training_refs, _ = train.find_clips(args)
+        stems = load_all(training_refs, args.workers)
+        config = bundle.config
+        log_mel = LogMel(config.features, config.feature_mean, config.feature_std)
+        model = EmbeddingModel(bundle, "cpu")
+        activity, statistics = fit_voice_activity(stems, train.mixing_config(args), log_mel, model.embed,
+                                                  config.window_frames, args.seed, log)
+    except (DatasetError, BundleError, ValueError) as error:
+        print(f"voice activity: error: {error}", file=sys.stderr)
+        return 1
+    config.voice_activity = activity
+    config.provenance["voice_activity"] = statistics
+    write_config(bundle.directory, config)
+    log(f"voice activity written to {bundle.directory}: {statistics}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

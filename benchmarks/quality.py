@@ -11,7 +11,7 @@ Every row is ``stream-dc evaluate`` on the same clips:
 
 Two held-out sets exist (see ``training/recipes/pro-music-data.args``): ``validation`` chose the training epoch and the
 mask settings; ``report`` chose nothing and gives the figures README quotes. Systems: the shipped model offline and
-streaming (``balanced``, ``live``), ``--previous`` (another bundle, offline), the oracle binary masks on the STFT
+streaming (``balanced``, ``live``), offline without its voice-activity gate, ``--previous`` (another bundle, offline), the oracle binary masks on the STFT
 and on the 16 kHz mel grid, and the mixture. Writes benchmarks/results/quality_<set>.csv and .txt.
 """
 from __future__ import annotations
@@ -82,7 +82,8 @@ def main() -> int:
     parser.add_argument("--sets", default="report", help="comma-separated: report, validation")
     parser.add_argument("--kinds", default="pro,mir1k,alone", help="comma-separated: pro, mir1k, alone")
     parser.add_argument("--previous", metavar="DIR", help="another bundle to compare (offline)")
-    parser.add_argument("--modes", default="offline,balanced,live", help="shipped model: offline and/or presets")
+    parser.add_argument("--modes", default="offline,ungated,balanced,live",
+                        help="shipped model: offline, ungated (offline without the voice-activity gate), presets")
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
     data = Path(args.data)
@@ -93,10 +94,11 @@ def main() -> int:
             oracles = "ibm-stft,ibm-mel" if kind != "alone" else ""
             for mode in [m for m in args.modes.split(",") if m]:
                 systems = "stream-dc" + ("," + oracles if mode == "offline" and oracles else "")
-                extra = [] if mode == "offline" else ["--mode", "stream", "--latency", mode]
+                extra = {"offline": [], "ungated": ["--no-voice-gate"]}.get(mode, ["--mode", "stream", "--latency", mode])
                 result = evaluate(data, kind, groups, systems, args.jobs, extra)
                 clips = len(result["clips"])
-                rows.append(rows_for(kind, f"stream-dc {mode}", result["summary"], "stream-dc", clips))
+                name = "stream-dc offline, no voice gate" if mode == "ungated" else f"stream-dc {mode}"
+                rows.append(rows_for(kind, name, result["summary"], "stream-dc", clips))
                 if mode == "offline":
                     for oracle in [o for o in oracles.split(",") if o] + ["mixture"]:
                         rows.append(rows_for(kind, oracle, result["summary"], oracle, clips))

@@ -128,11 +128,13 @@ def test_live_preset_with_the_shipped_model_keeps_its_labels_when_the_voice_ente
     """Accompaniment alone for 4 s, then a singer: once it sings, its part comes out as vocals in every second that
     follows (the labels do not flip). Before it, the more voice-like cluster of the accompaniment is taken for
     voice (the labelling favours finding a voice; see training/calibrate.py): a fifth of its energy, at most a
-    third."""
+    third. The voice-activity gate is left out: this is about the cluster labels, and the gate, fitted on real
+    singing, takes this synthetic voice for a voice only part of the time."""
     rate = 16000
     v, a = song(12.0, rate, voice_from=4.0, seed=6)
     a *= np.sqrt(np.mean(v[4 * rate:] ** 2) / np.mean(a[4 * rate:] ** 2))  # 0 dB once the voice sings
-    processor = StreamProcessor(bundle, rate, 1, latency=PRESETS["live"], keep="vocals", device="cpu")
+    processor = StreamProcessor(bundle, rate, 1, latency=PRESETS["live"], keep="vocals", device="cpu",
+                                voice_gate=False)
     vocals = run_blocks(processor, (v + a)[:, None], [512])[processor.latency_samples:, 0]
     assert np.sum(vocals[:4 * rate] ** 2) < 0.33 * np.sum(a[:4 * rate] ** 2)
     for second in range(5, 12):

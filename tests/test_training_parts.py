@@ -292,3 +292,31 @@ def test_voice_activity_regression_finds_a_separable_rule_whatever_the_class_bal
     found = features @ weights + bias > 0
     assert np.mean(found[labels]) > 0.95 and np.mean(~found[~labels]) > 0.95
     assert np.dot(weights, direction) / (np.linalg.norm(weights) * np.linalg.norm(direction)) > 0.95
+
+
+def test_voice_activity_fits_on_both_graphs_of_a_bundle():
+    from stream_dc.features import LogMel, stft
+    from stream_dc.inference import ChunkedEmbeddingModel
+    from stream_dc.presets import PRESETS
+    from tests.synthetic import accompaniment, voice
+    from training.data import Stems
+    from training.mixing import MixingConfig
+    from training.voice_activity import chunk_embedder, fit_voice_activity, window_embedder
+
+    bundle = load_bundle()
+    config = bundle.config
+    log_mel = LogMel(config.features, config.feature_mean, config.feature_std)
+    rng = np.random.default_rng(8)
+    stems = [Stems(f"clip{i}", f"mir1k:singer{i}", voice(3.0, 16000, rng), accompaniment(3.0, 16000, rng), "mir1k")
+             for i in range(3)]
+    stems.append(Stems("piece", "instrumental:piece", np.zeros(0, np.float32), accompaniment(3.0, 16000, rng),
+                       "instrumental"))
+    live = PRESETS["live"]
+    windows = window_embedder(EmbeddingModel(bundle, "cpu").embed, config.window_frames, log_mel)
+    chunks = chunk_embedder(ChunkedEmbeddingModel(bundle, "cpu"), live.hop, live.lookahead, log_mel)
+    normalised = log_mel.normalise(log_mel.log_mel(stft(stems[0].voice)))
+    assert windows(normalised).shape == chunks(normalised).shape == (len(normalised), config.features.n_mels,
+                                                                       config.embedding_dim)
+    activity, statistics = fit_voice_activity(stems, MixingConfig(), log_mel, [windows, chunks])
+    assert statistics["embedders"] == 2 and statistics["frames"] > 0 and 0 < statistics["voiced_share"] < 1
+    assert activity.problems(config.features.n_mels, config.embedding_dim) == []

@@ -57,6 +57,10 @@ def test_bundle_keeps_the_gate_and_rejects_a_wrong_one(tmp_path):
     assert load_bundle(directory).config.voice_activity is None
 
 
+def test_shipped_model_has_a_gate():
+    assert load_bundle().config.voice_activity is not None
+
+
 def song(seconds=6.0, rate=44100):
     rng = np.random.default_rng(3)
     mixture = voice(seconds, rate, rng) + accompaniment(seconds, rate, rng)

@@ -45,7 +45,7 @@ from .data import (
 from .loss import deep_clustering_loss
 from .mixing import MixingConfig, draw_remixes, render
 from .model import PRESETS, DeepClusteringNet, ModelConfig
-from .voice_activity import fit_voice_activity, torch_embedder
+from .voice_activity import fit_voice_activity, torch_window_embedder
 
 VALIDATION_STREAM = 1 << 30  # random stream of the validation remixes, apart from every epoch's
 
@@ -534,8 +534,8 @@ def train(args) -> Path:
                                       args.chunk_long, device)
         log(f"voice labels: thresholds {best['labelling']['voice_thresholds']}, {best['labelling']['statistics']}")
         try:
-            activity, statistics = fit_voice_activity(train_stems, mixing_config(args), log_mel,
-                                                      torch_embedder(model, device), args.chunk_long, args.seed, log)
+            embed = torch_window_embedder(model, args.chunk_long, log_mel, device)
+            activity, statistics = fit_voice_activity(train_stems, mixing_config(args), log_mel, [embed], args.seed, log)
         except ValueError as error:  # e.g. no frame without a voice among the training clips
             log(f"no voice-activity gate: {error}")
         else:

@@ -5,10 +5,12 @@ clip drawn by the recipe's mixing engine (effects included), and the accompanime
 source of produced music (``instrumental``, ``musdb``). A share of each mixture's frames that hold at least a few
 active bins is kept; a frame is voiced when its voice energy is within ``VOICED_WITHIN_DB`` of the mixture's
 (16 kHz STFT, the analysis grid). A logistic regression with balanced class weights and a small L2 penalty is fitted
-on ``frame_features`` by L-BFGS.
+on ``frame_features`` by L-BFGS. Each example frame is embedded by every given embedder (one gate serves them all).
 
-``python -m training.voice_activity BUNDLE @RECIPE`` fits the gate of an existing bundle (its ONNX network) on a
-recipe's training clips (``--validation`` and ``--holdout`` clips left out) and writes it into the bundle.
+Training fits the gate on the network's 500-frame windows at its end. ``python -m training.voice_activity BUNDLE
+@RECIPE`` fits it for an existing bundle on a recipe's training clips (``--validation`` and ``--holdout`` clips
+left out) with the bundle's own graphs, the int8 windows and, when the bundle has one, the chunked graph run as the
+``live`` preset runs it (its embeddings differ: the backward LSTMs see 128 ms ahead), and writes it into the bundle.
 """
 from __future__ import annotations
 
@@ -30,13 +32,42 @@ MIN_ACTIVE_BINS = 3
 ALONE_SOURCES = ("instrumental", "musdb")
 L2 = 1e-4
 
-Embed = Callable[[np.ndarray], np.ndarray]  # normalised windows (n, frames, n_mels) -> (n, frames, n_mels, dim)
+Embed = Callable[[np.ndarray], np.ndarray]  # a mixture's normalised log-mel (frames, n_mels) -> (frames, n_mels, dim)
 
 
-def mixture_frames(voice: np.ndarray, accompaniment: np.ndarray, log_mel: LogMel, embed: Embed, window: int,
+def window_embedder(embed_windows: Callable[[np.ndarray], np.ndarray], window: int, log_mel: LogMel) -> Embed:
+    """``Embed`` through ``window``-frame windows, the last padded with silence; ``embed_windows`` maps
+    ``(n, window, n_mels)`` to ``(n, window, n_mels, dim)``."""
+    silence = log_mel.normalise(log_mel.silence_log_mel()[None])
+
+    def embed(normalised: np.ndarray) -> np.ndarray:
+        frames, bands = normalised.shape
+        padded = -(-frames // window) * window
+        windows = np.concatenate([normalised, np.repeat(silence, padded - frames, axis=0)]).reshape(-1, window, bands)
+        return np.concatenate([embed_windows(windows[i:i + 8]) for i in range(0, len(windows), 8)]).reshape(
+            padded, bands, -1)[:frames]
+
+    return embed
+
+
+def chunk_embedder(model, chunk: int, lookahead: int, log_mel: LogMel) -> Embed:
+    """``Embed`` through a ``ChunkedEmbeddingModel``, ``chunk`` frames at a time with ``lookahead`` frames of
+    silence-padded future, from a fresh state for every mixture (as ``stream_dc.engines.ChunkEngine``)."""
+    silence = log_mel.normalise(log_mel.silence_log_mel()[None])
+
+    def embed(normalised: np.ndarray) -> np.ndarray:
+        model.reset()
+        padded = np.concatenate([normalised, np.repeat(silence, chunk + lookahead, axis=0)])
+        return np.concatenate([model.embed(padded[first:first + chunk + lookahead], min(chunk, len(normalised) - first))
+                               for first in range(0, len(normalised), chunk)])
+
+    return embed
+
+
+def mixture_frames(voice: np.ndarray, accompaniment: np.ndarray, log_mel: LogMel, embedders: list[Embed],
                    take: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Frame features ``(m, n_mels * (dim + 1))`` and voiced labels ``(m,)`` of a share of one mixture's frames;
-    ``voice`` may be empty (accompaniment alone)."""
+    """Frame features ``(m * len(embedders), n_mels * (dim + 1))`` and voiced labels of a share of one mixture's
+    frames, each frame once per embedder; ``voice`` may be empty (accompaniment alone)."""
     accompaniment_spectrum = stft(accompaniment)
     voice_spectrum = stft(voice) if len(voice) else np.zeros_like(accompaniment_spectrum)
     mixture = voice_spectrum + accompaniment_spectrum
@@ -46,18 +77,15 @@ def mixture_frames(voice: np.ndarray, accompaniment: np.ndarray, log_mel: LogMel
     chosen = np.flatnonzero(active & (take.random(frames) < FRAME_SHARE))
     if len(chosen) == 0:
         return np.zeros((0, 0), np.float32), np.zeros(0, bool)
-    padded = -(-frames // window) * window
-    silence = log_mel.silence_log_mel()
-    normalised = log_mel.normalise(np.concatenate([raw, np.repeat(silence[None], padded - frames, axis=0)]))
-    embeddings = embed(normalised.reshape(-1, window, normalised.shape[1]))
-    embeddings = embeddings.reshape(padded, normalised.shape[1], -1)[:frames]
+    normalised = log_mel.normalise(raw)
     voice_energy = np.sum(np.abs(voice_spectrum) ** 2, axis=1)
     mixture_energy = np.sum(np.abs(mixture) ** 2, axis=1)
     voiced = voice_energy > mixture_energy * 10 ** (-VOICED_WITHIN_DB / 10)
-    return frame_features(embeddings[chosen], normalised[chosen]), voiced[chosen]
+    features = [frame_features(embed(normalised)[chosen], normalised[chosen]) for embed in embedders]
+    return np.concatenate(features), np.tile(voiced[chosen], len(embedders))
 
 
-def examples(stems: list[Stems], config: MixingConfig, log_mel: LogMel, embed: Embed, window: int,
+def examples(stems: list[Stems], config: MixingConfig, log_mel: LogMel, embedders: list[Embed],
              seed: int = 0, progress: Callable[[str], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Stacked examples ``(n, features)`` float32 and labels ``(n,)`` bool from the clips; see the module docstring."""
     rng = np.random.default_rng([seed, 7])
@@ -71,7 +99,7 @@ def examples(stems: list[Stems], config: MixingConfig, log_mel: LogMel, embed: E
         if len(voice):
             length = min(len(voice), len(accompaniment))
             voice, accompaniment = voice[:length], accompaniment[:length]
-        x, y = mixture_frames(voice, accompaniment, log_mel, embed, window, rng)
+        x, y = mixture_frames(voice, accompaniment, log_mel, embedders, rng)
         if len(y):
             features.append(x)
             labels.append(y)
@@ -106,37 +134,35 @@ def fit_logistic(features: np.ndarray, labels: np.ndarray, l2: float = L2,
     return weights.detach().numpy().astype(np.float32), float(bias.detach())
 
 
-def fit_voice_activity(stems: list[Stems], config: MixingConfig, log_mel: LogMel, embed: Embed, window: int,
+def fit_voice_activity(stems: list[Stems], config: MixingConfig, log_mel: LogMel, embedders: list[Embed],
                        seed: int = 0, progress: Callable[[str], None] | None = None) -> tuple[VoiceActivity, dict]:
     """The gate and its statistics on the examples it was fitted on (``log_mel`` normalises like the network)."""
-    features, labels = examples(stems, config, log_mel, embed, window, seed, progress)
+    features, labels = examples(stems, config, log_mel, embedders, seed, progress)
     weights, bias = fit_logistic(features, labels)
     activity = VoiceActivity(weights, bias)
     logits = features @ weights + np.float32(bias)
-    statistics = {"frames": len(labels), "voiced_share": round(float(labels.mean()), 4),
+    statistics = {"frames": len(labels) // len(embedders), "embedders": len(embedders), "voiced_share": round(float(labels.mean()), 4),
                   "voiced_frames_found": round(float(np.mean(logits[labels] > 0)), 4),
                   "unvoiced_frames_found": round(float(np.mean(logits[~labels] <= 0)), 4)}
     return activity, statistics
 
 
-def torch_embedder(model, device) -> Embed:
-    """``Embed`` of a ``DeepClusteringNet``: windows in, ``(n, frames, n_mels, dim)`` numpy out."""
+def torch_window_embedder(model, window: int, log_mel: LogMel, device) -> Embed:
+    """``Embed`` of a ``DeepClusteringNet`` over ``window``-frame windows."""
     @torch.no_grad()
-    def embed(windows: np.ndarray) -> np.ndarray:
-        out = []
-        for start in range(0, len(windows), 8):
-            batch = torch.from_numpy(np.ascontiguousarray(windows[start:start + 8])).to(device)
-            out.append(model(batch).reshape(*batch.shape, -1).cpu().numpy())
-        return np.concatenate(out)
+    def embed_windows(windows: np.ndarray) -> np.ndarray:
+        batch = torch.from_numpy(np.ascontiguousarray(windows)).to(device)
+        return model(batch).reshape(*batch.shape, -1).cpu().numpy()
 
     model.eval()
-    return embed
+    return window_embedder(embed_windows, window, log_mel)
 
 
 def main(argv: list[str] | None = None) -> int:
     from stream_dc.bundle import BundleError, load_bundle, write_config
     from stream_dc.datasets import DatasetError
-    from stream_dc.inference import EmbeddingModel
+    from stream_dc.inference import ChunkedEmbeddingModel, EmbeddingModel
+    from stream_dc.presets import PRESETS
 
     from . import train
     from .data import load_all
@@ -154,9 +180,12 @@ def main(argv: list[str] | None = None) -> int:
         stems = load_all(training_refs, args.workers)
         config = bundle.config
         log_mel = LogMel(config.features, config.feature_mean, config.feature_std)
-        model = EmbeddingModel(bundle, "cpu")
-        activity, statistics = fit_voice_activity(stems, train.mixing_config(args), log_mel, model.embed,
-                                                  config.window_frames, args.seed, log)
+        embedders = [window_embedder(EmbeddingModel(bundle, "cpu").embed, config.window_frames, log_mel)]
+        if bundle.chunked_model_bytes is not None:
+            live = PRESETS["live"]
+            embedders.append(chunk_embedder(ChunkedEmbeddingModel(bundle, "cpu"), live.hop, live.lookahead, log_mel))
+        activity, statistics = fit_voice_activity(stems, train.mixing_config(args), log_mel, embedders, args.seed,
+                                                  log)
     except (DatasetError, BundleError, ValueError) as error:
         print(f"voice activity: error: {error}", file=sys.stderr)
         return 1

@@ -92,7 +92,7 @@ def examples(stems: list[Stems], config: MixingConfig, log_mel: LogMel, embedder
     voiced = [i for i, s in enumerate(stems) if s.has_voice]
     jobs: list = [(stems[i].voice, stems[i].accompaniment) for i in voiced]
     jobs += [(np.zeros(0, np.float32), s.accompaniment) for s in stems if s.source in ALONE_SOURCES]
-    jobs += [spec for spec in draw_remixes(stems, len(voiced), config, rng)]
+    jobs += draw_remixes(stems, len(voiced), config, rng)
     features, labels = [], []
     for n, job in enumerate(jobs):
         voice, accompaniment = job if isinstance(job, tuple) else render(job, stems, config)
@@ -141,7 +141,8 @@ def fit_voice_activity(stems: list[Stems], config: MixingConfig, log_mel: LogMel
     weights, bias = fit_logistic(features, labels)
     activity = VoiceActivity(weights, bias)
     logits = features @ weights + np.float32(bias)
-    statistics = {"frames": len(labels) // len(embedders), "embedders": len(embedders), "voiced_share": round(float(labels.mean()), 4),
+    statistics = {"frames": len(labels) // len(embedders), "embedders": len(embedders),
+                  "voiced_share": round(float(labels.mean()), 4),
                   "voiced_frames_found": round(float(np.mean(logits[labels] > 0)), 4),
                   "unvoiced_frames_found": round(float(np.mean(logits[~labels] <= 0)), 4)}
     return activity, statistics
@@ -162,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     from stream_dc.bundle import BundleError, load_bundle, write_config
     from stream_dc.datasets import DatasetError
     from stream_dc.inference import ChunkedEmbeddingModel, EmbeddingModel
+    from stream_dc.interrupts import exit_status, handle_sigterm
     from stream_dc.presets import PRESETS
 
     from . import train
@@ -173,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("bundle", help="model bundle folder")
     train.add_arguments(parser)  # a training recipe reads as is; only its data and mixing options count here
     args = parser.parse_args(argv)
+    handle_sigterm()
     log = (lambda text: print(text, file=sys.stderr, flush=True))
     try:
         bundle = load_bundle(args.bundle)
@@ -189,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     except (DatasetError, BundleError, ValueError) as error:
         print(f"voice activity: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as interrupt:  # nothing written yet: the bundle is as it was
+        print("voice activity: interrupted; the bundle is unchanged", file=sys.stderr)
+        return exit_status(interrupt)
     config.voice_activity = activity
     config.provenance["voice_activity"] = statistics
     write_config(bundle.directory, config)

@@ -11,8 +11,8 @@ Every row is ``stream-dc evaluate`` on the same clips:
 
 Two held-out sets exist (see ``training/recipes/pro-music-data.args``): ``validation`` chose the training epoch and the
 mask settings; ``report`` chose nothing and gives the figures README quotes. Systems: the shipped model offline and
-streaming (``balanced``, ``live``), offline without its voice-activity gate, ``--previous`` (another bundle, offline), the oracle binary masks on the STFT
-and on the 16 kHz mel grid, and the mixture. Writes benchmarks/results/quality_<set>.csv and .txt.
+streaming (``balanced``, ``live``), offline without its voice-activity gate, ``--previous`` (another bundle,
+offline), the oracle binary masks on the STFT and on the 16 kHz mel grid, and the mixture. Writes benchmarks/results/quality_<set>.csv and .txt.
 """
 from __future__ import annotations
 
@@ -94,7 +94,8 @@ def main() -> int:
             oracles = "ibm-stft,ibm-mel" if kind != "alone" else ""
             for mode in [m for m in args.modes.split(",") if m]:
                 systems = "stream-dc" + ("," + oracles if mode == "offline" and oracles else "")
-                extra = {"offline": [], "ungated": ["--no-voice-gate"]}.get(mode, ["--mode", "stream", "--latency", mode])
+                extra = {"offline": [], "ungated": ["--no-voice-gate"]}.get(mode,
+                                                                            ["--mode", "stream", "--latency", mode])
                 result = evaluate(data, kind, groups, systems, args.jobs, extra)
                 clips = len(result["clips"])
                 name = "stream-dc offline, no voice gate" if mode == "ungated" else f"stream-dc {mode}"

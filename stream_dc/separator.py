@@ -189,7 +189,8 @@ class Separator:
         chunked = get_preset(self.latency).chunked  # the chunked engine runs its own graph, loaded when needed
         processor = StreamProcessor(self.bundle, source.sample_rate, source.channels, latency=self.latency,
                                     model=self.chunk_model if chunked else self.model, mask_softness=self.mask_softness,
-                                    device=self.device, threads=self.threads, voice_gate=self.voice_activity is not None)
+                                    device=self.device, threads=self.threads,
+                                    voice_gate=self.voice_activity is not None)
         if chunked:
             self.chunk_model = processor.model
         aligner = Aligner(processor.latency_samples)

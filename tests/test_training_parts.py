@@ -301,7 +301,8 @@ def test_voice_activity_fits_on_both_graphs_of_a_bundle():
     from tests.synthetic import accompaniment, voice
     from training.data import Stems
     from training.mixing import MixingConfig
-    from training.voice_activity import chunk_embedder, fit_voice_activity, window_embedder
+    from training.embedders import chunk_embedder, window_embedder
+    from training.voice_activity import fit_voice_activity
 
     bundle = load_bundle()
     config = bundle.config

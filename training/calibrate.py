@@ -18,32 +18,26 @@ mixtures with a voice (at least ``weak_voice``).
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from stream_dc.cluster import evenly_spread, kmeans, voice_scores
 from stream_dc.features import LogMel
 
 from .data import MixFeatures
+from .embedders import Embed, torch_window_embedder
 
 FIT_POINTS = 40_000  # as the runtime's offline separator
 CALIBRATION_MIXTURES = 200  # of each kind, evenly spread over what the caller gives
 VOICE_FOUND = 0.95  # share of the mixtures with a voice whose voice cluster must pass the weak threshold
 
 
-@torch.no_grad()
-def cluster_scores(model, mix: MixFeatures, log_mel: LogMel, references: tuple[np.ndarray, np.ndarray],
-                   window: int, device, seed: int = 0) -> tuple[np.ndarray, np.ndarray] | None:
+def cluster_scores(embed: Embed, mix: MixFeatures, log_mel: LogMel, references: tuple[np.ndarray, np.ndarray],
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray] | None:
     """Voice scores of the two k-means clusters of one mixture ``(2,)`` and each cluster's share of the true voice
     bins ``(2,)``; None when the mixture has too few active bins."""
     active = mix.weight > 0
     if active.sum() < 64:
         return None
-    frames = len(mix.log_mel)
-    padded = -(-frames // window) * window
-    silence = log_mel.silence_log_mel()
-    features = np.concatenate([mix.log_mel, np.repeat(silence[None], padded - frames, axis=0)])
-    windows = torch.from_numpy(log_mel.normalise(features).reshape(-1, window, features.shape[1])).to(device)
-    embeddings = model(windows).reshape(padded, features.shape[1], -1)[:frames].cpu().numpy()
+    embeddings = embed(log_mel.normalise(mix.log_mel))
     points, voice = embeddings[active], mix.voice[active]
     rng = np.random.default_rng(seed)
     fit = points if len(points) <= FIT_POINTS else points[rng.choice(len(points), FIT_POINTS, replace=False)]
@@ -67,19 +61,19 @@ def best_threshold(positives: np.ndarray, negatives: np.ndarray) -> float:
 def calibrate(model, voiced: list[MixFeatures], accompaniment_only: list[MixFeatures], log_mel: LogMel,
               references: tuple[np.ndarray, np.ndarray], window: int, device) -> dict:
     """``{"voice_thresholds": [clear, weak], "statistics": {...}}`` from mixtures with and without a voice."""
-    model.eval()
+    embed = torch_window_embedder(model, window, log_mel, device)
     voiced = evenly_spread(voiced, CALIBRATION_MIXTURES)
     accompaniment_only = evenly_spread(accompaniment_only, CALIBRATION_MIXTURES)
     voice_best, accompaniment_scores = [], []
     for mix in voiced:
-        result = cluster_scores(model, mix, log_mel, references, window, device)
+        result = cluster_scores(embed, mix, log_mel, references)
         if result is None or mix.voice[mix.weight > 0].mean() < 0.05:  # too little voice to form a cluster
             continue
         scores, share = result
         voice_cluster = int(np.argmax(share))
         voice_best.append(scores[voice_cluster])
         accompaniment_scores.append(scores[1 - voice_cluster])
-    alone_best = [result[0].max() for result in (cluster_scores(model, mix, log_mel, references, window, device)
+    alone_best = [result[0].max() for result in (cluster_scores(embed, mix, log_mel, references)
                                                   for mix in accompaniment_only) if result is not None]
     if not voice_best or not alone_best:
         raise ValueError("calibrating the voice labels needs mixtures with a voice and accompaniments alone")

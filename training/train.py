@@ -42,10 +42,11 @@ from .data import (
     remix_features,
     worker_pool,
 )
+from .embedders import torch_window_embedder
 from .loss import deep_clustering_loss
 from .mixing import MixingConfig, draw_remixes, render
 from .model import PRESETS, DeepClusteringNet, ModelConfig
-from .voice_activity import fit_voice_activity, torch_window_embedder
+from .voice_activity import fit_voice_activity
 
 VALIDATION_STREAM = 1 << 30  # random stream of the validation remixes, apart from every epoch's
 
@@ -535,7 +536,8 @@ def train(args) -> Path:
         log(f"voice labels: thresholds {best['labelling']['voice_thresholds']}, {best['labelling']['statistics']}")
         try:
             embed = torch_window_embedder(model, args.chunk_long, log_mel, device)
-            activity, statistics = fit_voice_activity(train_stems, mixing_config(args), log_mel, [embed], args.seed, log)
+            activity, statistics = fit_voice_activity(train_stems, mixing_config(args), log_mel, [embed], args.seed,
+                                                      log)
         except ValueError as error:  # e.g. no frame without a voice among the training clips
             log(f"no voice-activity gate: {error}")
         else:

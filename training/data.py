@@ -102,13 +102,33 @@ class Chunks:
         return len(self.features)
 
 
+BIN_WEIGHTS = ("active", "magnitude")
+
+
+def bin_weights(mix: MixFeatures, kind: str) -> np.ndarray:
+    """Loss weight of every bin ``(frames, n_mels)``: 1 on active bins (``active``), or the bin's mel magnitude
+    over the mean of the mixture's active bins (``magnitude``: loud bins, which dominate the stems' errors, count
+    more; Wang, Le Roux & Hershey 2018). Inactive bins weigh 0 either way."""
+    if kind == "active":
+        return mix.weight
+    if kind != "magnitude":
+        raise ValueError(f"unknown bin weights {kind!r}: choose one of {', '.join(BIN_WEIGHTS)}")
+    active = mix.weight > 0
+    if not active.any():
+        return mix.weight
+    magnitude = np.exp(mix.log_mel - mix.log_mel[active].max())
+    return (np.where(active, magnitude, 0.0) / magnitude[active].mean()).astype(np.float32)
+
+
 def make_chunks(mixes: list[MixFeatures], chunk: int, log_mel: LogMel, rng: np.random.Generator | None = None,
-                min_fraction: float = 0.25) -> Chunks:
+                min_fraction: float = 0.25, weighting: str = "active") -> Chunks:
     """Cut every mixture into ``chunk``-frame pieces from a random phase (0 when ``rng`` is None); a last piece of
-    at least ``min_fraction * chunk`` frames is padded with silent, zero-weight frames."""
+    at least ``min_fraction * chunk`` frames is padded with silent, zero-weight frames. ``weighting`` picks the
+    loss weights (``bin_weights``)."""
     silence = log_mel.silence_log_mel()
     features, voices, weights = [], [], []
     for mix in mixes:
+        weight = bin_weights(mix, weighting)
         frames = len(mix.log_mel)
         phase = int(rng.integers(0, chunk)) if rng is not None and frames > chunk else 0
         starts = list(range(phase, frames, chunk))
@@ -122,7 +142,7 @@ def make_chunks(mixes: list[MixFeatures], chunk: int, log_mel: LogMel, rng: np.r
             f = np.concatenate([mix.log_mel[start:end], np.repeat(silence[None], pad, axis=0)])
             features.append(log_mel.normalise(f))
             voices.append(np.pad(mix.voice[start:end], ((0, pad), (0, 0))))
-            weights.append(np.pad(mix.weight[start:end], ((0, pad), (0, 0))))
+            weights.append(np.pad(weight[start:end], ((0, pad), (0, 0))))
     n_mels = log_mel.config.n_mels
     if not features:
         return Chunks(np.zeros((0, chunk, n_mels), np.float32), np.zeros((0, chunk, n_mels), bool),

@@ -32,6 +32,7 @@ from stream_dc.interrupts import exit_status, handle_sigterm
 
 from .calibrate import calibrate
 from .data import (
+    BIN_WEIGHTS,
     Chunks,
     _worker_remix_features,
     compute_mixes,
@@ -85,6 +86,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share of remix voices from each dataset (default: by clip count)")
     parser.add_argument("--accompaniment-mix", type=_shares, default={}, metavar="KIND=SHARE,...",
                         help="share of remix accompaniments from each dataset (default: by clip count)")
+    parser.add_argument("--bin-weights", choices=BIN_WEIGHTS, default="active",
+                        help="loss weight of each active bin: 1, or its mel magnitude (loud bins count more)")
     parser.add_argument("--lr", type=float, default=1e-3, help="RMSprop learning rate")
     parser.add_argument("--clip", type=float, default=5.0, help="gradient norm clip (0: off)")
     parser.add_argument("--patience", type=int, default=3, help="halve the learning rate after this many epochs "
@@ -273,7 +276,8 @@ def validation_sets(stems: list, raw: LogMel, log_mel: LogMel, args) -> dict[str
             sets["remixes"] = compute_mixes(stems, specs, raw, args.workers, config)
     if not sets:
         raise DatasetError("no validation clip has a voice")
-    return {name: make_chunks(mixes, args.chunk_long, log_mel) for name, mixes in sorted(sets.items())}
+    return {name: make_chunks(mixes, args.chunk_long, log_mel, weighting=args.bin_weights)
+            for name, mixes in sorted(sets.items())}
 
 
 def reference_mixes(stems: list, originals: dict, raw: LogMel, args) -> tuple[list, list]:
@@ -464,7 +468,7 @@ def train(args) -> Path:
         mixes = epoch_data.mixes(epoch)
         epoch_data.prefetch(epoch + 1)
         rng = np.random.default_rng([args.seed, epoch, distributed.rank])
-        chunks = make_chunks(mixes, chunk, log_mel, rng)
+        chunks = make_chunks(mixes, chunk, log_mel, rng, weighting=args.bin_weights)
         batch = max(1, args.batch_frames // chunk)
         steps = distributed.all_min(len(chunks) // batch)
         if args.max_steps:

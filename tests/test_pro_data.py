@@ -110,3 +110,24 @@ def test_default_mixing_is_the_papers_0_db_remix():
     assert np.mean(v ** 2) == pytest.approx(np.mean(a ** 2), rel=1e-4)
     expected = clips[7].accompaniment[1234:1234 + len(v)]
     np.testing.assert_allclose(a / np.sqrt(np.mean(a ** 2)), expected / np.sqrt(np.mean(expected ** 2)), atol=1e-5)
+
+
+def test_magnitude_bin_weights_follow_the_mel_magnitude_of_active_bins_only():
+    from stream_dc.features import FeatureConfig, LogMel
+    from training.data import make_chunks, mix_features
+
+    log_mel = LogMel(FeatureConfig())
+    rng = np.random.default_rng(0)
+    mix = mix_features(voice(2.0, 16000, rng), accompaniment(2.0, 16000, rng), log_mel)
+    active = mix.weight > 0
+    assert active.any() and not active.all()
+    weights = make_chunks([mix], 100, log_mel, weighting="magnitude").weight
+    flat = np.concatenate(list(weights))[:len(mix.log_mel)]
+    np.testing.assert_array_equal(flat > 0, active)
+    assert flat[active].mean() == pytest.approx(1.0, rel=1e-4)
+    ratio = flat[active] / np.exp(mix.log_mel[active])  # one constant: the weight is proportional to the magnitude
+    np.testing.assert_allclose(ratio, ratio[0], rtol=1e-4)
+    unweighted = make_chunks([mix], 100, log_mel).weight
+    np.testing.assert_array_equal(np.concatenate(list(unweighted))[:len(mix.log_mel)], mix.weight)
+    with pytest.raises(ValueError, match="bin weights"):
+        make_chunks([mix], 100, log_mel, weighting="loudness")

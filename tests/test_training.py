@@ -49,6 +49,13 @@ def test_tiny_model_learns_to_separate(dataset, tmp_path):
     gate = torch.load(run / "best.pt", weights_only=True)["labelling"]["voice_activity"]
     assert gate["statistics"]["frames"] > 0 and 0 < gate["statistics"]["voiced_share"] < 1
     np.testing.assert_allclose(separator.bundle.config.voice_activity.weights, gate["weights"], rtol=1e-6)
+    # refitted for the bundle with its own graphs, with the logit offset asked for
+    from stream_dc.bundle import load_bundle
+    from training.voice_activity import main as fit_gate
+
+    assert fit_gate([str(tmp_path / "bundle"), "--data", str(dataset), "--offset", "0.25"] + TRAIN) == 0
+    refitted = load_bundle(str(tmp_path / "bundle")).config.voice_activity
+    assert refitted.offset == 0.25 and refitted.weights.shape == separator.bundle.config.voice_activity.weights.shape
     rng = np.random.default_rng(99)  # unseen mixtures
     gains = []
     for _ in range(3):

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from stream_dc.activity import VOICED_WITHIN_DB, VoiceActivity, frame_features
+from stream_dc.activity import DEFAULT_OFFSET, VOICED_WITHIN_DB, VoiceActivity, frame_features
 from stream_dc.features import LogMel, stft
 
 from .data import Stems
@@ -131,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Fit a bundle's frame voice-activity gate on a recipe's training "
                                                  "clips and write it into the bundle.")
     parser.add_argument("bundle", help="model bundle folder")
+    parser.add_argument("--offset", type=float, default=DEFAULT_OFFSET,
+                        help="logit offset stored with the gate (larger: more of the voice stays in the vocals)")
     train.add_arguments(parser)  # a training recipe reads as is; only its data and mixing options count here
     args = parser.parse_args(argv)
     handle_sigterm()
@@ -153,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as interrupt:  # nothing written yet: the bundle is as it was
         print("voice activity: interrupted; the bundle is unchanged", file=sys.stderr)
         return exit_status(interrupt)
+    activity.offset = args.offset
     config.voice_activity = activity
     config.provenance["voice_activity"] = statistics
     write_config(bundle.directory, config)

@@ -5,7 +5,8 @@ the accompaniment of another song, from a random offset; by default at 0 dB with
 Accompaniment-only clips (instrumental music) have an empty voice and serve as accompaniments. Features and
 targets come from
 ``stream_dc.features`` (the runtime's own definition): normalised log-mel input, the ideal binary mask on the mel
-power spectrogram as target, and a weight of 0 on bins more than 40 dB below the mixture's loudest bin.
+power spectrogram as target, and a weight of 0 on bins more than 40 dB below the mixture's loudest bin (1 on the
+others, or their mel magnitude with ``--bin-weights magnitude``).
 Chunks are ``chunk`` frames long; the last chunk of a mixture is padded with silent, zero-weight frames.
 """
 from __future__ import annotations

@@ -160,6 +160,16 @@ def test_export_writes_a_loadable_verified_bundle(tmp_path, weights):
     assert embeddings.shape == (1, 500, 150, 20)
 
 
+def test_export_command_stores_soft_masks_unless_told_otherwise(tmp_path):
+    from export.exporter import main as export_main
+
+    save_checkpoint(tmp_path / "best.pt", trained_tiny_model())
+    for extra, softness in (([], 4.0), (["--mask-softness", "0"], 0.0)):
+        out = tmp_path / f"bundle{softness:g}"
+        assert export_main([str(tmp_path / "best.pt"), "-o", str(out), "--weights", "float32"] + extra) == 0
+        assert load_bundle(out).config.mask_softness == softness
+
+
 def test_export_fails_without_writing(tmp_path):
     save_checkpoint(tmp_path / "best.pt", trained_tiny_model())
     with pytest.raises(ExportError, match="differ"):

@@ -12,7 +12,8 @@ Every row is ``stream-dc evaluate`` on the same clips:
 Two held-out sets exist (see ``training/recipes/pro-music-data.args``): ``validation`` chose the training epoch and the
 mask settings; ``report`` chose nothing and gives the figures README quotes. Systems: the shipped model offline and
 streaming (``balanced``, ``live``), offline without its voice-activity gate, ``--previous`` (another bundle,
-offline), the oracle binary masks on the STFT and on the 16 kHz mel grid, and the mixture. Writes benchmarks/results/quality_<set>.csv and .txt.
+offline), the oracle binary masks on the STFT and on the 16 kHz mel grid, and the mixture. Writes
+benchmarks/results/quality_<set>.csv and .txt.
 """
 from __future__ import annotations
 

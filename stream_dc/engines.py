@@ -24,7 +24,7 @@ from .activity import VoiceActivity
 from .bundle import BundleConfig
 from .cluster import OnlineCentroids
 from .features import LogMel
-from .masks import MelMaskTrack, cluster_voice_mask
+from .masks import MelMaskTrack, gated_voice_mask
 from .presets import LatencyPreset
 
 CHUNKED_FIT_POINTS = 3000  # active bins gathered before the chunked engine's first k-means (about 20-40 frames)
@@ -85,11 +85,8 @@ class _Engine:
     def _masks(self, embeddings: np.ndarray, normalised_log_mel: np.ndarray) -> np.ndarray:
         """Voice masks ``(frames, n_mels)`` of ``(frames, n_mels, dim)`` embeddings, gated by the frames' voice
         activity (from the same frames' normalised log-mel) when the bundle has a gate."""
-        masks = cluster_voice_mask(embeddings, self.centroids.centroids, self.centroids.voice_labels(),
-                                   self.mask_softness)
-        if self.voice_activity is not None:
-            masks *= self.voice_activity.gate(embeddings, normalised_log_mel)[:, None]
-        return masks
+        return gated_voice_mask(embeddings, normalised_log_mel, self.centroids.centroids,
+                                self.centroids.voice_labels(), self.mask_softness, self.voice_activity)
 
     def _run(self, total_frames: int | None) -> None:
         raise NotImplementedError

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .activity import VoiceActivity
 from .cluster import nearest, squared_distances
 from .features import FeatureConfig, band_centres, mel_filterbank
 
@@ -38,6 +39,17 @@ def cluster_voice_mask(embeddings: np.ndarray, centroids: np.ndarray, voice_flag
     posterior = np.exp(logits)
     voice = posterior[:, voice_flags].sum(axis=1) / posterior.sum(axis=1)
     return voice.reshape(frames, bands).astype(np.float32)
+
+
+def gated_voice_mask(embeddings: np.ndarray, normalised_log_mel: np.ndarray, centroids: np.ndarray,
+                     voice_flags: np.ndarray, softness: float, voice_activity: VoiceActivity | None) -> np.ndarray:
+    """``cluster_voice_mask`` of ``(frames, n_mels, dim)`` embeddings, each frame's row scaled by its voice
+    activity (read from the same frames' ``(frames, n_mels)`` normalised log-mel) when there is a gate ->
+    ``(frames, n_mels)`` float32."""
+    masks = cluster_voice_mask(embeddings, centroids, voice_flags, softness)
+    if voice_activity is not None:
+        masks *= voice_activity.gate(embeddings, normalised_log_mel)[:, None]
+    return masks
 
 
 class MelMaskTrack:

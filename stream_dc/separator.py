@@ -22,7 +22,7 @@ from .cluster import evenly_spread, kmeans, nearest, voice_clusters
 from .features import LogMel
 from .frontend import AnalysisFrontEnd
 from .inference import EmbeddingModel
-from .masks import MelMaskTrack, cluster_voice_mask
+from .masks import MelMaskTrack, gated_voice_mask
 from .synthesis import RECONSTRUCTIONS, make_synthesis
 
 
@@ -148,10 +148,10 @@ class Separator:
         # fit on an evenly spread sample of the windows that hold active bins; keep their embeddings
         candidates = [i for i, s in enumerate(starts) if active[s:s + size].any()]
         fit_index = evenly_spread(candidates, self.fit_windows)
-        cached = dict(zip(fit_index, self.embed([self.window(log_mel, starts[i]) for i in fit_index])))
+        cached = self._embed_windows(log_mel, starts, fit_index)
         points = np.concatenate([
             embeddings[:min(size, frames - starts[i])][active[starts[i]:starts[i] + size]]
-            for i, embeddings in cached.items()])
+            for i, (embeddings, _) in cached.items()])
         rng = np.random.default_rng(self.seed)
         if len(points) > self.fit_points:
             points = points[rng.choice(len(points), self.fit_points, replace=False)]
@@ -161,26 +161,27 @@ class Separator:
         if self.keep_analysis:
             sample = points[rng.choice(len(points), min(len(points), 4000), replace=False)]
             self._fit = (centroids, voice_flags, sample, nearest(sample, centroids))
-        self._assign(cached, log_mel, starts, masks, centroids, voice_flags)
+        self._assign(cached, starts, masks, centroids, voice_flags)
         pending = [i for i in range(len(starts)) if i not in fit_index]
         for group in range(0, len(pending), self.batch_size):
-            indices = pending[group:group + self.batch_size]
-            cached = dict(zip(indices, self.embed([self.window(log_mel, starts[i]) for i in indices])))
-            self._assign(cached, log_mel, starts, masks, centroids, voice_flags)
+            self._assign(self._embed_windows(log_mel, starts, pending[group:group + self.batch_size]), starts, masks,
+                         centroids, voice_flags)
         return masks
 
-    def _assign(self, cached: dict, log_mel: np.ndarray, starts: list[int], masks: np.ndarray, centroids,
-                voice_flags) -> None:
-        """Masks of the windows in ``cached`` (index -> embeddings), gated by the frames' voice activity."""
+    def _embed_windows(self, log_mel: np.ndarray, starts: list[int], indices: list[int]) -> dict:
+        """Window index -> its embeddings ``(window_frames, n_mels, dim)`` and the normalised window
+        ``(window_frames, n_mels)`` they came from, for the windows ``indices``."""
+        windows = [self.window(log_mel, starts[i]) for i in indices]
+        return dict(zip(indices, zip(self.embed(windows), windows)))
+
+    def _assign(self, cached: dict, starts: list[int], masks: np.ndarray, centroids, voice_flags) -> None:
+        """Masks of the windows in ``cached`` (see ``_embed_windows``), gated by the frames' voice activity."""
         for i in list(cached):
             start = starts[i]
-            valid = min(self.bundle.config.window_frames, len(log_mel) - start)
-            embeddings = cached.pop(i)[:valid]
-            window_masks = cluster_voice_mask(embeddings, centroids, voice_flags, self.mask_softness)
-            if self.voice_activity is not None:
-                normalised = self.log_mel.normalise(log_mel[start:start + valid])
-                window_masks *= self.voice_activity.gate(embeddings, normalised)[:, None]
-            masks[start:start + valid] = window_masks
+            valid = min(self.bundle.config.window_frames, len(masks) - start)
+            embeddings, normalised = cached.pop(i)
+            masks[start:start + valid] = gated_voice_mask(embeddings[:valid], normalised[:valid], centroids,
+                                                          voice_flags, self.mask_softness, self.voice_activity)
 
     # -- streaming mode ---------------------------------------------------------------------------------------
     def _separate_streaming(self, source: AudioSource, write) -> None:

@@ -19,6 +19,7 @@ from .activity import VoiceActivity
 from .cluster import CLEAR_VOICE, WEAK_VOICE
 from .features import FeatureConfig
 from .files import create_temporary, replaced_on_success
+from .refine import MaskRefiner
 
 BUNDLE_FORMAT = 1
 MODEL_FILE = "model.onnx"
@@ -49,6 +50,7 @@ class BundleConfig:
     voice_thresholds: tuple[float, float] = (CLEAR_VOICE, WEAK_VOICE)
     mask_softness: float = 0.0  # 0: binary masks; > 0: soft masks from the cluster posteriors
     voice_activity: VoiceActivity | None = None  # frame voice-activity gate on the voice masks (activity.py)
+    mask_refiner: MaskRefiner | None = None  # per-bin correction of the masks at synthesis (refine.py)
     chunked_model_sha256: str | None = None  # set when the bundle holds model_chunked.onnx
     input_name: str = "features"
     output_name: str = "embeddings"
@@ -73,6 +75,7 @@ class BundleConfig:
             "mask_softness": float(self.mask_softness),
             **({"chunked_model_sha256": self.chunked_model_sha256} if self.chunked_model_sha256 else {}),
             **({"voice_activity": self.voice_activity.to_dict()} if self.voice_activity is not None else {}),
+            **({"mask_refiner": self.mask_refiner.to_dict()} if self.mask_refiner is not None else {}),
         }
 
     @classmethod
@@ -100,6 +103,8 @@ class BundleConfig:
                 chunked_model_sha256=values.get("chunked_model_sha256"),
                 voice_activity=(VoiceActivity.from_dict(values["voice_activity"])
                                 if values.get("voice_activity") is not None else None),
+                mask_refiner=(MaskRefiner.from_dict(values["mask_refiner"])
+                              if values.get("mask_refiner") is not None else None),
             )
         except BundleError:
             raise
@@ -125,6 +130,8 @@ class BundleConfig:
             checks.append((bool(np.all(np.isfinite(arrays))), "config.json holds non-finite numbers"))
         if self.voice_activity is not None:
             checks.extend((False, problem) for problem in self.voice_activity.problems(n_mels, dim))
+        if self.mask_refiner is not None:
+            checks.extend((False, problem) for problem in self.mask_refiner.problems())
         for ok, message in checks:
             if not ok:
                 raise BundleError(f"config.json: {message}")

@@ -64,6 +64,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-voice-gate", dest="voice_gate", action="store_false",
                         help="do not scale each frame's voice mask by the model's frame voice activity (models that "
                              "carry a voice-activity gate use it by default)")
+    parser.add_argument("--no-mask-refiner", dest="refine", action="store_false",
+                        help="apply the clustering's masks as they are, without the model's per-bin mask refiner "
+                             "(models that carry one use it by default)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="onnxruntime device: auto uses CUDA when onnxruntime-gpu is installed")
     parser.add_argument("--threads", type=thread_count, metavar="N",
@@ -109,7 +112,7 @@ def cmd_separate(args) -> int:
     try:
         separator = Separator(args.model, device=args.device, reconstruction=args.reconstruction, mode=args.mode,
                               latency=args.latency, keep_analysis=args.plot, mask_softness=args.mask_softness,
-                              threads=args.threads, voice_gate=args.voice_gate)
+                              threads=args.threads, voice_gate=args.voice_gate, refine=args.refine)
     except (BundleError, DeviceError, ValueError) as error:
         return fail("separate", str(error))
     if not args.quiet:

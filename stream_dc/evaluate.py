@@ -181,6 +181,7 @@ def _init_worker(options: dict) -> None:
             os.environ["STREAM_DC_THREADS"] = str(threads)
         _WORKER["separator"] = Separator(options["model"], device=options["device"], mode=options["mode"],
                                          mask_softness=options["mask_softness"], voice_gate=options["voice_gate"],
+                                         refine=options["refine"],
                                          latency=options["latency"], reconstruction=options["reconstruction"])
 
 
@@ -309,7 +310,7 @@ def run_evaluate(args) -> int:
         return 1
     jobs = args.jobs or os.cpu_count() or 1
     options = {"systems": systems, "model": args.model, "device": args.device, "mode": args.mode,
-               "mask_softness": args.mask_softness, "voice_gate": args.voice_gate,
+               "mask_softness": args.mask_softness, "voice_gate": args.voice_gate, "refine": args.refine,
                "latency": args.latency, "reconstruction": args.reconstruction, "bss": args.bss,
                "threads": args.threads or (1 if jobs > 1 else None)}
     started = time.perf_counter()

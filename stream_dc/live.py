@@ -200,7 +200,8 @@ def run_live(args) -> int:
     try:
         processor = StreamProcessor(args.model, rate, channels, latency=args.latency, device=args.device,
                                     keep=args.keep, vocal_gain_db=args.vocal_gain, mask_softness=args.mask_softness,
-                                    threads=thread_setting(args.threads, default=1), voice_gate=args.voice_gate)
+                                    threads=thread_setting(args.threads, default=1), voice_gate=args.voice_gate,
+                                    refine=args.refine)
     except (BundleError, DeviceError, ValueError) as error:
         return fail(str(error))
     buffer_blocks = max(1, math.ceil(args.buffer / 1000 * rate / args.blocksize))

@@ -50,7 +50,7 @@ def run_pipe(args, stdin=None, stdout=None, stderr=None) -> int:
     try:
         processor = StreamProcessor(args.model, rate, channels, latency=args.latency, device=args.device,
                                     keep=args.keep, vocal_gain_db=args.vocal_gain, mask_softness=args.mask_softness,
-                                    threads=args.threads, voice_gate=args.voice_gate)
+                                    threads=args.threads, voice_gate=args.voice_gate, refine=args.refine)
     except (BundleError, DeviceError, ValueError) as error:
         return _fail(str(error))
     align = not args.no_align

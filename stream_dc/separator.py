@@ -51,7 +51,7 @@ class Separator:
     def __init__(self, bundle: Bundle | str | None = None, device: str = "auto", reconstruction: str = "projection",
                  mode: str = "offline", latency: str = "balanced", fit_windows: int = 32, fit_points: int = 40_000,
                  batch_size: int = 4, seed: int = 0, keep_analysis: bool = False, mask_softness: float | None = None,
-                 threads: int | None = None, voice_gate: bool = True):
+                 threads: int | None = None, voice_gate: bool = True, refine: bool = True):
         if reconstruction not in RECONSTRUCTIONS:
             raise ValueError(f"unknown reconstruction {reconstruction!r}: choose one of {', '.join(RECONSTRUCTIONS)}")
         if mode not in ("offline", "stream"):
@@ -69,6 +69,7 @@ class Separator:
         self.keep_analysis = keep_analysis
         self.mask_softness = config.mask_softness if mask_softness is None else float(mask_softness)
         self.voice_activity = config.voice_activity if voice_gate else None
+        self.refiner = config.mask_refiner if refine else None
         self.analysis: Analysis | None = None  # the last offline run's, when keep_analysis is set
         self._fit: tuple | None = None
 
@@ -98,7 +99,8 @@ class Separator:
         if self.keep_analysis and self._fit is not None:
             self.analysis = Analysis(log_mel, masks, *self._fit)
         track = MelMaskTrack.from_array(masks)
-        synthesis = make_synthesis(self.reconstruction, self.bundle.config.features, source.sample_rate, source.channels)
+        synthesis = make_synthesis(self.reconstruction, self.bundle.config.features, source.sample_rate, source.channels,
+                                   self.refiner)
         for block in source.blocks():
             synthesis.push(block)
             write(*synthesis.synthesise(track))
@@ -191,7 +193,7 @@ class Separator:
         processor = StreamProcessor(self.bundle, source.sample_rate, source.channels, latency=self.latency,
                                     model=self.chunk_model if chunked else self.model, mask_softness=self.mask_softness,
                                     device=self.device, threads=self.threads,
-                                    voice_gate=self.voice_activity is not None)
+                                    voice_gate=self.voice_activity is not None, refine=self.refiner is not None)
         if chunked:
             self.chunk_model = processor.model
         aligner = Aligner(processor.latency_samples)

@@ -35,7 +35,8 @@ class StreamProcessor:
     def __init__(self, bundle: Bundle | str | None = None, sample_rate: int = 44100, channels: int = 2,
                  latency: str | LatencyPreset = "balanced", device: str = "auto", keep: str = "accompaniment",
                  vocal_gain_db: float | None = None, model: EmbeddingModel | None = None, forgetting: float = 0.7,
-                 mask_softness: float | None = None, threads: int | None = None, voice_gate: bool = True):
+                 mask_softness: float | None = None, threads: int | None = None, voice_gate: bool = True,
+                 refine: bool = True):
         if sample_rate < 1000 or channels < 1:
             raise ValueError("sample_rate must be >= 1000 Hz and channels >= 1")
         if keep not in KEEP:
@@ -53,6 +54,7 @@ class StreamProcessor:
         self.mask_softness = config.mask_softness if mask_softness is None else float(mask_softness)
         self.frontend = AnalysisFrontEnd(self.log_mel, self.sample_rate)
         self.voice_activity = config.voice_activity if voice_gate else None
+        self.refiner = config.mask_refiner if refine else None
         self.engine = make_engine(self.preset, config, self.log_mel, self.model, forgetting, self.mask_softness,
                                   self.voice_activity)
         self.latency_samples = self._latency()
@@ -90,7 +92,7 @@ class StreamProcessor:
     def reset(self) -> None:
         self.frontend.reset()
         self.engine.reset()
-        self.synthesis = ProjectionSynthesis(self.bundle.config.features, self.sample_rate, self.channels)
+        self.synthesis = ProjectionSynthesis(self.bundle.config.features, self.sample_rate, self.channels, self.refiner)
         self.n_in = 0
         self.delay_left = self.latency_samples  # zeros still to emit before the first separated sample
         self.ready_voice: list[np.ndarray] = []

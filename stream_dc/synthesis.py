@@ -1,7 +1,8 @@
 """Synthesis: the mixture and its mel masks in, the two stems out, block by block.
 
 ``ProjectionSynthesis`` (the default) masks every channel's STFT at the input's own rate, full band, and
-resynthesises by overlap-add: the stems keep the mixture's fine structure and sum back to the mixture.
+resynthesises by overlap-add: the stems keep the mixture's fine structure and sum back to the mixture. When the
+bundle carries a mask refiner (``refine``), it corrects the projected masks bin by bin before they apply.
 ``InverseMelSynthesis`` is the paper's path: 16 kHz, pseudo-inverse mel magnitudes with the mixture's phase,
 resampled back to the input rate (nothing above 8 kHz survives).
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from .features import FeatureConfig
 from .masks import InverseMel, MaskProjector, MelMaskTrack
+from .refine import MaskRefiner
 from .resample import Resampler
 from .stft import FrameAnalyzer, OverlapAdd, StftGeometry
 
@@ -93,9 +95,11 @@ class _MaskedStft:
 class ProjectionSynthesis:
     """Mel masks projected onto each channel's STFT at the input rate; see the module docstring."""
 
-    def __init__(self, features: FeatureConfig, sample_rate: int, channels: int):
+    def __init__(self, features: FeatureConfig, sample_rate: int, channels: int, refiner: MaskRefiner | None = None):
         geometry = StftGeometry.for_rate(sample_rate)
         self.projector = MaskProjector(features, sample_rate, geometry.n_fft, geometry.hop)
+        self.refiner = refiner
+        self.frequencies = np.arange(geometry.bins, dtype=np.float32) * np.float32(sample_rate / geometry.n_fft)
         self.stft = _MaskedStft(geometry, channels, self.projector.analysis_positions, complementary=True)
         self.total: int | None = None
         self.emitted = 0
@@ -112,7 +116,12 @@ class ProjectionSynthesis:
 
     def _apply(self, spectra: np.ndarray, mel_masks: np.ndarray) -> np.ndarray:
         """The voice's spectra ``(frames, bins, channels)``; the accompaniment is the mixture minus the voice."""
-        return spectra * self.projector.project(mel_masks)[:, :, None]
+        return spectra * self.voice_masks(spectra, mel_masks)[:, :, None]
+
+    def voice_masks(self, spectra: np.ndarray, mel_masks: np.ndarray) -> np.ndarray:
+        """Masks ``(frames, bins)`` on the native STFT: the projected mel masks, refined when there is a refiner."""
+        masks = self.projector.project(mel_masks)
+        return masks if self.refiner is None else self.refiner.refine(masks, spectra, self.frequencies)
 
     def synthesise(self, track: MelMaskTrack) -> tuple[np.ndarray, np.ndarray]:
         voice, accompaniment = self.stft.synthesise(track, self._apply)
@@ -166,9 +175,11 @@ class InverseMelSynthesis:
         return voice, accompaniment
 
 
-def make_synthesis(reconstruction: str, features: FeatureConfig, sample_rate: int, channels: int):
+def make_synthesis(reconstruction: str, features: FeatureConfig, sample_rate: int, channels: int,
+                   refiner: MaskRefiner | None = None):
+    """The synthesis for ``reconstruction``; the mask refiner applies to projection only (it is fitted there)."""
     if reconstruction == "projection":
-        return ProjectionSynthesis(features, sample_rate, channels)
+        return ProjectionSynthesis(features, sample_rate, channels, refiner)
     if reconstruction == "inverse-mel":
         return InverseMelSynthesis(features, sample_rate, channels)
     raise ValueError(f"unknown reconstruction {reconstruction!r}: choose one of {', '.join(RECONSTRUCTIONS)}")

@@ -84,7 +84,8 @@ def main() -> int:
     parser.add_argument("--kinds", default="pro,mir1k,alone", help="comma-separated: pro, mir1k, alone")
     parser.add_argument("--previous", metavar="DIR", help="another bundle to compare (offline)")
     parser.add_argument("--modes", default="offline,ungated,balanced,live",
-                        help="shipped model: offline, ungated (offline without the voice-activity gate), presets")
+                        help="shipped model: offline, ungated (offline without the voice-activity gate), unrefined "
+                             "(offline without the mask refiner), presets")
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
     data = Path(args.data)
@@ -95,11 +96,12 @@ def main() -> int:
             oracles = "ibm-stft,ibm-mel" if kind != "alone" else ""
             for mode in [m for m in args.modes.split(",") if m]:
                 systems = "stream-dc" + ("," + oracles if mode == "offline" and oracles else "")
-                extra = {"offline": [], "ungated": ["--no-voice-gate"]}.get(mode,
-                                                                            ["--mode", "stream", "--latency", mode])
+                extra = {"offline": [], "ungated": ["--no-voice-gate"], "unrefined": ["--no-mask-refiner"]}.get(
+                    mode, ["--mode", "stream", "--latency", mode])
                 result = evaluate(data, kind, groups, systems, args.jobs, extra)
                 clips = len(result["clips"])
-                name = "stream-dc offline, no voice gate" if mode == "ungated" else f"stream-dc {mode}"
+                name = {"ungated": "stream-dc offline, no voice gate",
+                        "unrefined": "stream-dc offline, no mask refiner"}.get(mode, f"stream-dc {mode}")
                 rows.append(rows_for(kind, name, result["summary"], "stream-dc", clips))
                 if mode == "offline":
                     for oracle in [o for o in oracles.split(",") if o] + ["mixture"]:

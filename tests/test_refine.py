@@ -2,9 +2,12 @@
 fitting it."""
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from stream_dc.bundle import BundleError, load_bundle, write_config
 from stream_dc.refine import MONO_FEATURES, STEREO_FEATURES, MaskRefiner, RefinerNet, refiner_features
@@ -192,3 +195,19 @@ def test_fitting_sees_the_masks_and_spectra_that_synthesis_refines():
     np.testing.assert_allclose(example.mixture.numpy(), spectra, atol=1e-4)
     recorded = 1 / (1 + np.exp(-4 * example.features[..., 0].numpy()))
     np.testing.assert_allclose(recorded, np.clip(masks, 1e-4, 1 - 1e-4), atol=1e-5)
+
+
+def test_command_line_no_mask_refiner(tmp_path):
+    directory = refined_bundle(tmp_path, -60.0)
+    path = tmp_path / "song.wav"
+    sf.write(path, song(3.0), 44100)
+    energies = {}
+    for flag in ([], ["--no-mask-refiner"]):
+        out = tmp_path / ("out" + "".join(flag))
+        result = subprocess.run([sys.executable, "-m", "stream_dc", "separate", str(path), "-o", str(out),
+                                 "--model", str(directory), "-q", *flag], check=False, capture_output=True,
+                                 text=True)
+        assert result.returncode == 0, result.stderr
+        vocals, _ = sf.read(out / "song" / "vocals.wav")
+        energies[bool(flag)] = float(np.sum(vocals ** 2))
+    assert energies[False] < 1e-6 * energies[True]

@@ -211,3 +211,20 @@ def test_command_line_no_mask_refiner(tmp_path):
         vocals, _ = sf.read(out / "song" / "vocals.wav")
         energies[bool(flag)] = float(np.sum(vocals ** 2))
     assert energies[False] < 1e-6 * energies[True]
+
+
+def test_refitting_one_net_needs_a_bundle_with_a_refiner(tmp_path, capsys):
+    pytest.importorskip("torch")
+    from training.refine import main
+
+    directory = tmp_path / "bundle"
+    shutil.copytree(load_bundle().directory, directory)
+    config = load_bundle(directory).config
+    config.mask_refiner = None
+    write_config(directory, config)
+    before = (directory / "config.json").read_bytes()
+    assert main([str(directory), "--nets", "mono", "--data", str(tmp_path), "--validation", "x"]) == 1
+    assert "has no refiner" in capsys.readouterr().err
+    assert main([str(directory), "--nets", "voice", "--data", str(tmp_path), "--validation", "x"]) == 1
+    assert "--nets" in capsys.readouterr().err
+    assert (directory / "config.json").read_bytes() == before

@@ -5,7 +5,8 @@
 of the native-rate STFT: the projected voice masks, the mixture's spectra and the voice's. Songs from ``musdb``
 (original pairings) and accompaniment alone from ``instrumental`` (up to ``--alone-seconds`` of each) train both
 refiners, the stereo one on the two channels and the mono one on their downmix; ``mir1k`` clips (mono karaoke at
-16 kHz, ``--mir1k-clips`` of them) train the mono refiner only.
+16 kHz, ``--mir1k-clips`` of them) train the mono refiner only. ``--nets mono`` (or ``stereo``) refits one of the
+two and keeps the bundle's other one.
 
 Both refiners minimise what the runtime is judged by, each clip's error energy ``sum |refined * X - V|^2`` over its
 accompaniment's energy (its own energy times ``1 / ALONE_WEIGHT`` for accompaniment alone), summed over clips, by
@@ -117,8 +118,12 @@ def fit_refiner_net(examples: list[Example], inputs: int, hidden: int = 16, step
 
 def fit_mask_refiner(separator, refs: list[TrackRef], frame_step: int = 6, alone_seconds: float = 15.0,
                      mir1k_clips: int = 100, hidden: int = 16, steps: int = 150, seed: int = 0,
+                     nets: tuple[str, ...] = ("stereo", "mono"), keep: MaskRefiner | None = None,
                      progress: Callable[[str], None] | None = None) -> tuple[MaskRefiner, dict]:
-    """A refiner for ``separator``'s bundle (run with its refiner off) from the training clips ``refs``."""
+    """A refiner for ``separator``'s bundle (run with its refiner off) from the training clips ``refs``: the
+    ``nets`` named are fitted, the others taken from ``keep``."""
+    if set(nets) != {"stereo", "mono"} and keep is None:
+        raise ValueError("fitting only one of the refiner's nets needs a bundle that has a refiner already")
     from stream_dc.audio import AudioSource
 
     rng = np.random.default_rng([seed, 11])
@@ -136,19 +141,21 @@ def fit_mask_refiner(separator, refs: list[TrackRef], frame_step: int = 6, alone
                           track.accompaniment[start:start + limit])
         source = AudioSource.from_array(track.mixture.astype(np.float32), track.sample_rate)
         log_mel, _ = separator.analyse(source)
-        stereo = ref.dataset in STEREO_SOURCES and track.mixture.shape[1] == 2
+        stereo = "stereo" in nets and ref.dataset in STEREO_SOURCES and track.mixture.shape[1] == 2
         for name, example in clip_examples(track, separator.voice_masks(log_mel), features, frame_step,
-                                           stereo=stereo, mono=True).items():
+                                           stereo=stereo, mono="mono" in nets).items():
             examples[name].append(example)
         if progress is not None and (n + 1) % 50 == 0:
             progress(f"mask refiner: {n + 1} of {len(chosen)} clips separated")
-    if not examples["stereo"] or not examples["mono"]:
+    if any(not examples[name] for name in nets):
         raise ValueError("fitting the mask refiner needs stereo songs (musdb or instrumental) in the recipe")
-    stereo, stereo_stats = fit_refiner_net(examples["stereo"], STEREO_FEATURES, hidden, steps, seed=seed,
-                                           progress=progress)
-    mono, mono_stats = fit_refiner_net(examples["mono"], MONO_FEATURES, hidden, steps, seed=seed, progress=progress)
-    return MaskRefiner(mono=mono, stereo=stereo), {"stereo": stereo_stats, "mono": mono_stats,
-                                                    "frame_step": frame_step}
+    fitted, statistics = {}, {"frame_step": frame_step}
+    for name in nets:
+        inputs = STEREO_FEATURES if name == "stereo" else MONO_FEATURES
+        fitted[name], statistics[name] = fit_refiner_net(examples[name], inputs, hidden, steps, seed=seed,
+                                                         progress=progress)
+    return MaskRefiner(mono=fitted.get("mono", keep and keep.mono),
+                       stereo=fitted.get("stereo", keep and keep.stereo)), statistics
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,16 +175,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mir1k-clips", type=int, default=100, help="MIR-1K clips for the mono refiner")
     parser.add_argument("--refiner-hidden", type=int, default=16, help="units in each hidden layer")
     parser.add_argument("--refiner-steps", type=int, default=150, help="full-batch Adam steps")
+    parser.add_argument("--nets", default="stereo,mono",
+                        help="which of the refiner's nets to fit (comma-separated: stereo, mono); the bundle keeps "
+                             "its other one")
     train.add_arguments(parser)  # a training recipe reads as is; only its data options count here
     args = parser.parse_args(argv)
     handle_sigterm()
     log = (lambda text: print(text, file=sys.stderr, flush=True))
     try:
         bundle = load_bundle(args.bundle)
+        nets = tuple(n for n in args.nets.split(",") if n)
+        if not nets or set(nets) - {"stereo", "mono"}:
+            raise ValueError(f"--nets {args.nets!r}: name stereo, mono or both")
+        if set(nets) != {"stereo", "mono"} and bundle.config.mask_refiner is None:
+            raise ValueError(f"--nets {args.nets}: {args.bundle} has no refiner to keep the other net from")
         training_refs, _ = train.find_clips(args)
         separator = Separator(bundle, device="cpu", refine=False)
         refiner, statistics = fit_mask_refiner(separator, training_refs, args.frame_step, args.alone_seconds,
-                                               args.mir1k_clips, args.refiner_hidden, args.refiner_steps, args.seed, log)
+                                               args.mir1k_clips, args.refiner_hidden, args.refiner_steps, args.seed,
+                                               nets, bundle.config.mask_refiner, log)
     except (DatasetError, BundleError, ValueError) as error:
         print(f"mask refiner: error: {error}", file=sys.stderr)
         return 1
@@ -186,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         return exit_status(interrupt)
     config = bundle.config
     config.mask_refiner = refiner
-    config.provenance["mask_refiner"] = statistics
+    config.provenance["mask_refiner"] = {**config.provenance.get("mask_refiner", {}), **statistics}
     write_config(bundle.directory, config)
     log(f"mask refiner written to {bundle.directory}: {statistics}")
     return 0

@@ -11,9 +11,9 @@ Every row is ``stream-dc evaluate`` on the same clips:
 
 Two held-out sets exist (see ``training/recipes/pro-music-data.args``): ``validation`` chose the training epoch and the
 mask settings; ``report`` chose nothing and gives the figures README quotes. Systems: the shipped model offline and
-streaming (``balanced``, ``live``), offline without its voice-activity gate, ``--previous`` (another bundle,
-offline), the oracle binary masks on the STFT and on the 16 kHz mel grid, and the mixture. Writes
-benchmarks/results/quality_<set>.csv and .txt.
+streaming (``balanced``, ``live``), offline without its voice-activity gate or without its mask refiner,
+``--previous`` (another bundle, offline), the oracle binary masks on the STFT and on the 16 kHz mel grid, and the
+mixture. Writes benchmarks/results/quality_<set>.csv and .txt.
 """
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def main() -> int:
     parser.add_argument("--sets", default="report", help="comma-separated: report, validation")
     parser.add_argument("--kinds", default="pro,mir1k,alone", help="comma-separated: pro, mir1k, alone")
     parser.add_argument("--previous", metavar="DIR", help="another bundle to compare (offline)")
-    parser.add_argument("--modes", default="offline,ungated,balanced,live",
+    parser.add_argument("--modes", default="offline,unrefined,ungated,balanced,live",
                         help="shipped model: offline, ungated (offline without the voice-activity gate), unrefined "
                              "(offline without the mask refiner), presets")
     parser.add_argument("--jobs", type=int, default=2)

@@ -75,7 +75,7 @@ def test_every_path_applies_the_gate(tmp_path, mode, latency):
     closed = Separator(closed_bundle, **options)
     vocals, rest = closed.separate(audio, 44100)
     assert np.sum(vocals ** 2) < 1e-6 * np.sum(audio ** 2)
-    np.testing.assert_allclose(rest, audio, atol=1e-5)
+    np.testing.assert_allclose(rest, audio, atol=1e-3)  # the mask refiner leaves a closed mask at about -77 dB
     # an open gate, or none, leaves the masks as they were
     ungated = Separator(closed_bundle, voice_gate=False, **options).separate(audio, 44100)
     opened = Separator(load_bundle(gated_bundle(tmp_path, 60)), **options).separate(audio, 44100)

@@ -27,6 +27,11 @@ MONO_FEATURES = 3
 STEREO_FEATURES = 5
 
 
+def bin_frequencies(sample_rate: int, n_fft: int) -> np.ndarray:
+    """``(n_fft // 2 + 1,)`` float32: the frequency in Hz of each bin of an ``n_fft``-point STFT."""
+    return np.arange(n_fft // 2 + 1, dtype=np.float32) * np.float32(sample_rate / n_fft)
+
+
 def _moving_average(values: np.ndarray, width: int) -> np.ndarray:
     """Mean over ``width`` (odd) neighbouring bins along the last axis, edges repeated: ``(frames, bins)``."""
     half = width // 2

@@ -19,7 +19,7 @@ import numpy as np
 
 from .features import FeatureConfig
 from .masks import InverseMel, MaskProjector, MelMaskTrack
-from .refine import MaskRefiner
+from .refine import MaskRefiner, bin_frequencies
 from .resample import Resampler
 from .stft import FrameAnalyzer, OverlapAdd, StftGeometry
 
@@ -99,7 +99,7 @@ class ProjectionSynthesis:
         geometry = StftGeometry.for_rate(sample_rate)
         self.projector = MaskProjector(features, sample_rate, geometry.n_fft, geometry.hop)
         self.refiner = refiner
-        self.frequencies = np.arange(geometry.bins, dtype=np.float32) * np.float32(sample_rate / geometry.n_fft)
+        self.frequencies = bin_frequencies(sample_rate, geometry.n_fft)
         self.stft = _MaskedStft(geometry, channels, self.projector.analysis_positions, complementary=True)
         self.total: int | None = None
         self.emitted = 0

@@ -25,7 +25,14 @@ import torch
 from stream_dc.datasets import Track, TrackRef
 from stream_dc.evaluate import whole_stft
 from stream_dc.masks import MaskProjector, MelMaskTrack
-from stream_dc.refine import MONO_FEATURES, STEREO_FEATURES, MaskRefiner, RefinerNet, refiner_features
+from stream_dc.refine import (
+    MONO_FEATURES,
+    STEREO_FEATURES,
+    MaskRefiner,
+    RefinerNet,
+    bin_frequencies,
+    refiner_features,
+)
 
 ALONE_WEIGHT = 0.2  # a clip of accompaniment alone counts this much beside a song
 STEREO_SOURCES = ("musdb", "instrumental")
@@ -53,7 +60,7 @@ def clip_examples(track: Track, mel_masks: np.ndarray, features_config, frame_st
     masks = projector.project(MelMaskTrack.from_array(mel_masks).at(positions))
     keep = np.arange(0, len(mixture), frame_step)
     masks, mixture, voice = masks[keep], mixture[keep], voice[keep]
-    frequencies = np.arange(geometry.bins, dtype=np.float32) * np.float32(rate / geometry.n_fft)
+    frequencies = bin_frequencies(rate, geometry.n_fft)
     has_voice = bool(np.any(track.voice))
     out = {}
     for name, wanted in (("stereo", stereo), ("mono", mono)):
@@ -87,13 +94,16 @@ class TorchRefiner(torch.nn.Module):
                             m.bias.detach().numpy().astype(np.float32).copy()) for m in linears])
 
 
+def clip_error(mask: torch.Tensor, example: Example) -> torch.Tensor:
+    """One clip's error energy ``sum |mask x mixture - voice|^2`` over its normaliser, for ``(frames, bins)``
+    masks."""
+    return torch.sum(torch.abs(mask[..., None] * example.mixture - example.voice) ** 2) / example.norm
+
+
 def relative_error(model: TorchRefiner | None, examples: list[Example]) -> float:
-    """Sum over clips of error energy / normaliser (``model=None``: the masks as they are)."""
-    total = 0.0
-    for e in examples:
-        mask = torch.sigmoid(4.0 * e.features[..., 0]) if model is None else model(e.features)
-        total = total + torch.sum(torch.abs(mask[..., None] * e.mixture - e.voice) ** 2) / e.norm
-    return total
+    """Sum over clips of ``clip_error`` (``model=None``: the masks as they are)."""
+    return sum(float(clip_error(torch.sigmoid(4.0 * e.features[..., 0]) if model is None else model(e.features), e))
+               for e in examples)
 
 
 def fit_refiner_net(examples: list[Example], inputs: int, hidden: int = 16, steps: int = 150, lr: float = 0.01,
@@ -103,16 +113,16 @@ def fit_refiner_net(examples: list[Example], inputs: int, hidden: int = 16, step
     model = TorchRefiner(inputs, hidden)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     with torch.no_grad():
-        before = float(relative_error(None, examples))
+        before = relative_error(None, examples)
     for step in range(steps):
         optimiser.zero_grad()
         for e in examples:  # one clip at a time keeps the graph small; gradients add up
-            (torch.sum(torch.abs(model(e.features)[..., None] * e.mixture - e.voice) ** 2) / e.norm).backward()
+            clip_error(model(e.features), e).backward()
         optimiser.step()
         if progress is not None and (step + 1) % 25 == 0:
             progress(f"mask refiner ({inputs} features): step {step + 1} of {steps}")
     with torch.no_grad():
-        after = float(relative_error(model, examples))
+        after = relative_error(model, examples)
     return model.export(), {"clips": len(examples), "error_before": round(before, 4), "error_after": round(after, 4)}
 
 

@@ -2,17 +2,14 @@
 fitting it."""
 import json
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from stream_dc.bundle import BundleError, load_bundle, write_config
 from stream_dc.refine import MONO_FEATURES, STEREO_FEATURES, MaskRefiner, RefinerNet, refiner_features
 from stream_dc.separator import Separator
-from tests.synthetic import accompaniment, voice
+from tests.test_voice_activity import command_line_vocal_energies, song
 
 
 def constant_net(inputs: int, bias: float, hidden: int = 4) -> RefinerNet:
@@ -101,12 +98,6 @@ def test_bundle_keeps_the_refiner_and_rejects_a_wrong_one(tmp_path):
     assert load_bundle(directory).config.mask_refiner is None
 
 
-def song(seconds=6.0, rate=44100, channels=2):
-    rng = np.random.default_rng(3)
-    mixture = voice(seconds, rate, rng) + accompaniment(seconds, rate, rng)
-    return np.repeat(mixture[:, None], channels, axis=1).astype(np.float32)
-
-
 @pytest.mark.parametrize("mode,latency,channels", [("offline", None, 2), ("offline", None, 1),
                                                    ("stream", "balanced", 2), ("stream", "live", 1)])
 def test_every_path_applies_the_refiner(tmp_path, mode, latency, channels):
@@ -122,7 +113,8 @@ def test_every_path_applies_the_refiner(tmp_path, mode, latency, channels):
 
 def test_fitting_learns_that_the_centre_of_a_stereo_mix_is_the_voice():
     """Masks that know nothing (0.5 everywhere) on clips whose voice is in the centre and accompaniment to the
-    sides, never in the same bin: the fitted stereo refiner must remove most of the error, and the numpy net it exports must too."""
+    sides, never in the same bin: the fitted stereo refiner must remove most of the error, and the numpy net it
+    exports must too."""
     torch = pytest.importorskip("torch")
     from training.refine import Example, fit_refiner_net
 
@@ -198,18 +190,7 @@ def test_fitting_sees_the_masks_and_spectra_that_synthesis_refines():
 
 
 def test_command_line_no_mask_refiner(tmp_path):
-    directory = refined_bundle(tmp_path, -60.0)
-    path = tmp_path / "song.wav"
-    sf.write(path, song(3.0), 44100)
-    energies = {}
-    for flag in ([], ["--no-mask-refiner"]):
-        out = tmp_path / ("out" + "".join(flag))
-        result = subprocess.run([sys.executable, "-m", "stream_dc", "separate", str(path), "-o", str(out),
-                                 "--model", str(directory), "-q", *flag], check=False, capture_output=True,
-                                 text=True)
-        assert result.returncode == 0, result.stderr
-        vocals, _ = sf.read(out / "song" / "vocals.wav")
-        energies[bool(flag)] = float(np.sum(vocals ** 2))
+    energies = command_line_vocal_energies(tmp_path, refined_bundle(tmp_path, -60.0), "--no-mask-refiner")
     assert energies[False] < 1e-6 * energies[True]
 
 

@@ -61,10 +61,11 @@ def test_shipped_model_has_a_gate():
     assert load_bundle().config.voice_activity is not None
 
 
-def song(seconds=6.0, rate=44100):
+def song(seconds=6.0, rate=44100, channels=2):
+    """A synthetic song ``(samples, channels)``, the same in every channel."""
     rng = np.random.default_rng(3)
     mixture = voice(seconds, rate, rng) + accompaniment(seconds, rate, rng)
-    return np.repeat(mixture[:, None], 2, axis=1).astype(np.float32)
+    return np.repeat(mixture[:, None], channels, axis=1).astype(np.float32)
 
 
 @pytest.mark.parametrize("mode,latency", [("offline", None), ("stream", "balanced"), ("stream", "live")])
@@ -93,16 +94,22 @@ def test_stream_processor_can_leave_the_gate_out(tmp_path):
     assert np.sum(out ** 2) < 1e-6 * np.sum(block ** 2)
 
 
-def test_command_line_no_voice_gate(tmp_path):
-    directory = gated_bundle(tmp_path, -60)
+def command_line_vocal_energies(tmp_path, directory, flag: str) -> dict[bool, float]:
+    """Energy of the vocals ``stream-dc separate --model directory`` writes for a 3 s song, without ``flag``
+    (key False) and with it (key True)."""
     path = tmp_path / "song.wav"
     sf.write(path, song(3.0), 44100)
     energies = {}
-    for flag in ([], ["--no-voice-gate"]):
-        out = tmp_path / ("out" + "".join(flag))
+    for flags in ([], [flag]):
+        out = tmp_path / ("out" + "".join(flags))
         result = subprocess.run([sys.executable, "-m", "stream_dc", "separate", str(path), "-o", str(out),
-                                 "--model", str(directory), "-q", *flag], capture_output=True, text=True)
+                                 "--model", str(directory), "-q", *flags], capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
         vocals, _ = sf.read(out / "song" / "vocals.wav")
-        energies[bool(flag)] = float(np.sum(vocals ** 2))
+        energies[bool(flags)] = float(np.sum(vocals ** 2))
+    return energies
+
+
+def test_command_line_no_voice_gate(tmp_path):
+    energies = command_line_vocal_energies(tmp_path, gated_bundle(tmp_path, -60), "--no-voice-gate")
     assert energies[False] < 1e-6 * energies[True]

@@ -49,11 +49,17 @@ class Stems:
 
 @dataclass
 class MixFeatures:
-    """Per-frame arrays of one mixture, each ``(frames, n_mels)``: log-mel (un-normalised), voice target, weight."""
+    """Per-frame arrays of one mixture, each ``(frames, n_mels)``: log-mel (un-normalised), voice target, weight,
+    and the voice's share of the mixture's mel magnitude (float16, clipped to [0, ``MAX_VOICE_SHARE``]), the target
+    of the clustered-mask loss."""
 
     log_mel: np.ndarray
     voice: np.ndarray
     weight: np.ndarray
+    voice_share: np.ndarray
+
+
+MAX_VOICE_SHARE = 4.0  # voice and accompaniment in opposite phase can exceed the mixture's magnitude
 
 
 def load_stems(ref: TrackRef) -> Stems:
@@ -77,11 +83,14 @@ def load_all(refs: list[TrackRef], workers: int = 1) -> list[Stems]:
 def mix_features(voice: np.ndarray, accompaniment: np.ndarray, log_mel: LogMel) -> MixFeatures:
     voice_spectrum, accompaniment_spectrum = stft(voice), stft(accompaniment)
     mixture = voice_spectrum + accompaniment_spectrum  # the STFT is linear
-    features = log_mel.log_mel(mixture)
+    magnitude = log_mel.mel_magnitude(mixture)
+    features = np.log(magnitude + log_mel.config.log_floor).astype(np.float32)  # = log_mel.log_mel(mixture)
+    share = log_mel.mel_magnitude(voice_spectrum) / np.maximum(magnitude, log_mel.config.log_floor)
     return MixFeatures(
         log_mel=features,
         voice=ideal_binary_mask(voice_spectrum, accompaniment_spectrum, log_mel),
         weight=log_mel.active_bins(features).astype(np.float32),
+        voice_share=np.clip(share, 0.0, MAX_VOICE_SHARE).astype(np.float16),
     )
 
 
@@ -93,11 +102,13 @@ def normalisation(features: list[MixFeatures]) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class Chunks:
-    """Stacked training chunks: features ``(n, chunk, n_mels)`` normalised, voice bool, weight float32."""
+    """Stacked training chunks, each ``(n, chunk, n_mels)``: features normalised, voice bool, weight float32,
+    voice share float16 (see ``MixFeatures``)."""
 
     features: np.ndarray
     voice: np.ndarray
     weight: np.ndarray
+    voice_share: np.ndarray
 
     def __len__(self) -> int:
         return len(self.features)
@@ -127,7 +138,7 @@ def make_chunks(mixes: list[MixFeatures], chunk: int, log_mel: LogMel, rng: np.r
     at least ``min_fraction * chunk`` frames is padded with silent, zero-weight frames. ``weighting`` picks the
     loss weights (``bin_weights``)."""
     silence = log_mel.silence_log_mel()
-    features, voices, weights = [], [], []
+    features, voices, weights, shares = [], [], [], []
     for mix in mixes:
         weight = bin_weights(mix, weighting)
         frames = len(mix.log_mel)
@@ -144,11 +155,12 @@ def make_chunks(mixes: list[MixFeatures], chunk: int, log_mel: LogMel, rng: np.r
             features.append(log_mel.normalise(f))
             voices.append(np.pad(mix.voice[start:end], ((0, pad), (0, 0))))
             weights.append(np.pad(weight[start:end], ((0, pad), (0, 0))))
+            shares.append(np.pad(mix.voice_share[start:end], ((0, pad), (0, 0))))
     n_mels = log_mel.config.n_mels
     if not features:
         return Chunks(np.zeros((0, chunk, n_mels), np.float32), np.zeros((0, chunk, n_mels), bool),
-                      np.zeros((0, chunk, n_mels), np.float32))
-    return Chunks(np.stack(features), np.stack(voices), np.stack(weights))
+                      np.zeros((0, chunk, n_mels), np.float32), np.zeros((0, chunk, n_mels), np.float16))
+    return Chunks(np.stack(features), np.stack(voices), np.stack(weights), np.stack(shares))
 
 
 # -- parallel feature computation (worker processes inherit the stems by fork) ----------------------------------

@@ -44,7 +44,7 @@ from .data import (
     worker_pool,
 )
 from .embedders import torch_window_embedder
-from .loss import deep_clustering_loss
+from .loss import clustered_mask_loss, deep_clustering_loss
 from .mixing import MixingConfig, draw_remixes, render
 from .model import PRESETS, DeepClusteringNet, ModelConfig
 from .voice_activity import fit_voice_activity
@@ -88,6 +88,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share of remix accompaniments from each dataset (default: by clip count)")
     parser.add_argument("--bin-weights", choices=BIN_WEIGHTS, default="active",
                         help="loss weight of each active bin: 1, or its mel magnitude (loud bins count more)")
+    parser.add_argument("--mask-loss", type=float, default=0.0, metavar="WEIGHT",
+                        help="add the error of the mask that clustering the embeddings makes (clustered_mask_loss), "
+                             "with this weight, to the deep clustering loss (0: the paper's loss alone)")
+    parser.add_argument("--mask-softness", type=float, default=4.0,
+                        help="the clustered-mask loss's soft assignment, as the exported bundle's mask softness")
     parser.add_argument("--lr", type=float, default=1e-3, help="RMSprop learning rate")
     parser.add_argument("--clip", type=float, default=5.0, help="gradient norm clip (0: off)")
     parser.add_argument("--patience", type=int, default=3, help="halve the learning rate after this many epochs "
@@ -217,24 +222,44 @@ def batches(chunks: Chunks, batch: int, rng: np.random.Generator, limit: int):
     if limit:
         steps = min(steps, limit)
     for s in range(steps):
-        index = np.sort(order[s * batch:(s + 1) * batch])
-        yield chunks.features[index], chunks.voice[index], chunks.weight[index]
+        yield chunks_slice(chunks, np.sort(order[s * batch:(s + 1) * batch]))
 
 
-def to_tensors(features, voice, weight, device):
-    return (torch.from_numpy(features).to(device, non_blocking=True),
-            torch.from_numpy(voice).to(device, non_blocking=True),
-            torch.from_numpy(weight).to(device, non_blocking=True))
+def chunks_slice(chunks: Chunks, index) -> tuple[np.ndarray, ...]:
+    """``(features, voice, weight, voice_share)`` of the chunks at ``index`` (a slice or an index array)."""
+    return chunks.features[index], chunks.voice[index], chunks.weight[index], chunks.voice_share[index]
+
+
+def to_tensors(*arrays, device):
+    return tuple(torch.from_numpy(array).to(device, non_blocking=True) for array in arrays)
+
+
+class Objective:
+    """The training loss of a batch: the deep clustering loss, plus ``--mask-loss`` times the clustered-mask loss
+    (which reads the mixture's mel magnitude back from the normalised features)."""
+
+    def __init__(self, log_mel: LogMel, args, device):
+        self.mask_weight, self.softness = args.mask_loss, args.mask_softness
+        self.mean = torch.from_numpy(log_mel.mean).to(device)
+        self.std = torch.from_numpy(log_mel.std).to(device)
+        self.floor = log_mel.config.log_floor
+
+    def __call__(self, embeddings, features, voice, weight, voice_share) -> torch.Tensor:
+        loss = deep_clustering_loss(embeddings, voice, weight)
+        if self.mask_weight:
+            magnitude = (torch.exp(features * self.std + self.mean) - self.floor).clamp_min(0.0)
+            loss = loss + self.mask_weight * clustered_mask_loss(embeddings, magnitude, voice_share, weight,
+                                                                 self.softness)
+        return loss
 
 
 @torch.no_grad()
-def validation_loss(model, chunks: Chunks, batch: int, device, distributed: Distributed) -> float:
+def validation_loss(model, objective: Objective, chunks: Chunks, batch: int, device, distributed: Distributed) -> float:
     model.eval()
     total, count = 0.0, 0.0
     for start in range(distributed.rank * batch, len(chunks), batch * distributed.world):
-        features, voice, weight = to_tensors(chunks.features[start:start + batch], chunks.voice[start:start + batch],
-                                             chunks.weight[start:start + batch], device)
-        loss = deep_clustering_loss(model(features), voice, weight)
+        features, voice, weight, share = to_tensors(*chunks_slice(chunks, slice(start, start + batch)), device=device)
+        loss = objective(model(features), features, voice, weight, share)
         total += float(loss) * len(features)
         count += len(features)
     total, count = distributed.all_sum([total, count])
@@ -249,8 +274,7 @@ def reference_centroids(model, chunks: Chunks, batch: int, device) -> tuple[np.n
     sums = None
     counts = torch.zeros(2, dtype=torch.float64)
     for start in range(0, len(chunks), batch):
-        features, voice, weight = to_tensors(chunks.features[start:start + batch], chunks.voice[start:start + batch],
-                                             chunks.weight[start:start + batch], device)
+        features, voice, weight, _ = to_tensors(*chunks_slice(chunks, slice(start, start + batch)), device=device)
         embeddings = model(features).double()
         active = weight > 0
         voice_bins, accompaniment_bins = embeddings[active & voice], embeddings[active & ~voice]
@@ -407,6 +431,7 @@ def train(args) -> Path:
         model_config = model_config_from(args)
         model = DeepClusteringNet(model_config)
     model = model.to(device)
+    objective = Objective(log_mel, args, device)
     stages = [(args.chunk_short, args.epochs_short), (args.chunk_long, args.epochs_long)]
     state = {"epoch": 0, "stage": 0 if args.epochs_short else 1, "stage_epoch": 0, "stage_seconds": 0.0,
              "best_val": math.inf, "best_epoch": 0, "lr": args.lr, "stale": 0, "history": []}
@@ -477,9 +502,9 @@ def train(args) -> Path:
         model.train()
         running = 0.0
         progress = _progress(steps, f"epoch {epoch + 1} ({chunk} frames)", distributed.main)
-        for step, (features, voice, weight) in enumerate(batches(chunks, batch, rng, steps)):
-            features, voice, weight = to_tensors(features, voice, weight, device)
-            loss = deep_clustering_loss(wrapped(features), voice, weight)
+        for step, arrays in enumerate(batches(chunks, batch, rng, steps)):
+            features, voice, weight, share = to_tensors(*arrays, device=device)
+            loss = objective(wrapped(features), features, voice, weight, share)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if args.clip:
@@ -490,7 +515,7 @@ def train(args) -> Path:
             progress.set_postfix(loss=f"{running / (step + 1):.4f}")
         progress.close()
         train_loss = distributed.all_sum([running / max(steps, 1)])[0] / distributed.world
-        val_sets = {name: validation_loss(model, chunks, max(1, args.batch_frames // args.chunk_long), device,
+        val_sets = {name: validation_loss(model, objective, chunks, max(1, args.batch_frames // args.chunk_long), device,
                                           distributed) for name, chunks in val_chunks.items()}
         val = float(np.mean(list(val_sets.values())))  # every set counts the same, however many chunks it has
         improved = val < state["best_val"]

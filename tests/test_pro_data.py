@@ -131,3 +131,24 @@ def test_magnitude_bin_weights_follow_the_mel_magnitude_of_active_bins_only():
     np.testing.assert_array_equal(np.concatenate(list(unweighted))[:len(mix.log_mel)], mix.weight)
     with pytest.raises(ValueError, match="bin weights"):
         make_chunks([mix], 100, log_mel, weighting="loudness")
+
+
+def test_voice_share_is_the_voice_part_of_the_mixture_magnitude():
+    from stream_dc.features import FeatureConfig, LogMel
+    from training.data import make_chunks, mix_features
+
+    log_mel = LogMel(FeatureConfig())
+    rng = np.random.default_rng(1)
+    v, a = voice(1.0, 16000, rng), accompaniment(1.0, 16000, rng)
+    only_voice = mix_features(v, np.zeros_like(v), log_mel)
+    only_accompaniment = mix_features(np.zeros_like(a), a, log_mel)
+    active = only_voice.weight > 0
+    np.testing.assert_allclose(only_voice.voice_share[active].astype(np.float32), 1.0, atol=2e-3)
+    assert np.all(only_accompaniment.voice_share == 0)
+    mixed = mix_features(v, a, log_mel)
+    share = mixed.voice_share.astype(np.float32)
+    assert share.dtype == np.float32 and share.min() >= 0
+    voiced = mixed.voice & (mixed.weight > 0)
+    assert share[voiced].mean() > share[~mixed.voice & (mixed.weight > 0)].mean()  # the binary target agrees
+    chunks = make_chunks([mixed], 100, log_mel)
+    np.testing.assert_array_equal(np.concatenate(list(chunks.voice_share))[:len(share)], mixed.voice_share)

@@ -12,7 +12,7 @@ from export.onnx_graph import build_model, quantize_int8  # noqa: E402
 from stream_dc.bundle import load_bundle  # noqa: E402
 from stream_dc.features import FeatureConfig  # noqa: E402
 from stream_dc.inference import EmbeddingModel  # noqa: E402
-from training.loss import deep_clustering_loss  # noqa: E402
+from training.loss import clustered_mask_loss, deep_clustering_loss, two_means_assignment  # noqa: E402
 from training.model import PRESETS, DeepClusteringNet, ModelConfig, inference_weights  # noqa: E402
 
 
@@ -54,6 +54,42 @@ def test_loss_sees_a_time_frequency_mix_up():
     perfect[..., 0] = voice.float()
     perfect[..., 1] = (~voice).float()
     assert deep_clustering_loss(perfect, voice, weights).item() < 1e-6
+
+
+def two_class_example(generator, separation):
+    """``(1, 6, 8, 3)`` embeddings: voice bins near one point, accompaniment bins near another ``separation``
+    away; the voice pattern ``(1, 6, 8)`` bool and mixture magnitudes ``(1, 6, 8)``."""
+    voice = torch.rand(1, 6, 8, generator=generator) > 0.5
+    centre = torch.where(voice[..., None], torch.tensor([separation, 0.0, 0.0]), torch.tensor([0.0, 0.0, 0.0]))
+    embeddings = centre + 0.01 * torch.randn(1, 6, 8, 3, generator=generator)
+    return embeddings, voice, 0.5 + torch.rand(1, 6, 8, generator=generator)
+
+
+def test_clustered_mask_loss_scores_the_soft_mask_that_two_means_makes():
+    generator = torch.Generator().manual_seed(2)
+    embeddings, voice, magnitude = two_class_example(generator, separation=4.0)
+    weights = torch.ones(1, 6, 8)
+    share = voice.half()
+    found = two_means_assignment(embeddings.reshape(-1, 3))
+    assert torch.equal(found, voice.flatten()) or torch.equal(found, ~voice.flatten())
+    separated = clustered_mask_loss(embeddings, magnitude, share, weights, softness=4.0)
+    assert separated.item() < 1e-6  # posterior exp(-16) off the own cluster
+    # either cluster may be the voice: the complementary share scores the same
+    assert clustered_mask_loss(embeddings, magnitude, (~voice).half(), weights, 4.0).item() == pytest.approx(
+        separated.item(), abs=1e-7)
+    # clusters close together give soft masks, hence an error; the gradient pulls them apart
+    close, _, _ = two_class_example(torch.Generator().manual_seed(2), separation=0.2)
+    close.requires_grad_(True)
+    loss = clustered_mask_loss(close, magnitude, share, weights, softness=4.0)
+    assert loss.item() > 0.1
+    loss.backward()
+    gap = close.grad[voice].mean(0) - close.grad[~voice].mean(0)
+    assert gap[0] < 0  # descending the gradient moves the voice bins further along +x, away from the others
+    # the error is that of the magnitudes: silent (zero-weight) bins and quiet bins count less
+    quiet = magnitude.clone()
+    quiet[~voice] = 1e-3
+    assert clustered_mask_loss(close.detach(), quiet, share, weights, 4.0) != pytest.approx(loss.item())
+    assert clustered_mask_loss(close.detach(), magnitude, share, torch.zeros(1, 6, 8), 4.0).item() == 0.0
 
 
 def explicit_blstm(layer, x, mean=None, var=None):

@@ -90,7 +90,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="loss weight of each active bin: 1, or its mel magnitude (loud bins count more)")
     parser.add_argument("--mask-loss", type=float, default=0.0, metavar="WEIGHT",
                         help="add the error of the mask that clustering the embeddings makes (clustered_mask_loss), "
-                             "with this weight, to the deep clustering loss (0: the paper's loss alone)")
+                             "with this weight, to the deep clustering loss, in training and validation (0: the paper's loss "
+                             "alone)")
     parser.add_argument("--mask-softness", type=float, default=4.0,
                         help="the clustered-mask loss's soft assignment, as the exported bundle's mask softness")
     parser.add_argument("--lr", type=float, default=1e-3, help="RMSprop learning rate")
@@ -515,8 +516,9 @@ def train(args) -> Path:
             progress.set_postfix(loss=f"{running / (step + 1):.4f}")
         progress.close()
         train_loss = distributed.all_sum([running / max(steps, 1)])[0] / distributed.world
-        val_sets = {name: validation_loss(model, objective, chunks, max(1, args.batch_frames // args.chunk_long), device,
-                                          distributed) for name, chunks in val_chunks.items()}
+        val_batch = max(1, args.batch_frames // args.chunk_long)
+        val_sets = {name: validation_loss(model, objective, chunks, val_batch, device, distributed)
+                    for name, chunks in val_chunks.items()}
         val = float(np.mean(list(val_sets.values())))  # every set counts the same, however many chunks it has
         improved = val < state["best_val"]
         if improved:

@@ -161,7 +161,11 @@ class LogMel:
 
     def log_mel(self, spectrum: np.ndarray) -> np.ndarray:
         """``(frames, bins)`` complex -> ``(frames, n_mels)`` un-normalised log mel magnitude, float32."""
-        return np.log(self.mel_magnitude(spectrum) + self.config.log_floor).astype(np.float32)
+        return self.log_of(self.mel_magnitude(spectrum))
+
+    def log_of(self, mel_magnitude: np.ndarray) -> np.ndarray:
+        """``(frames, n_mels)`` mel magnitude -> its un-normalised log mel, float32 (the floor added)."""
+        return np.log(mel_magnitude + self.config.log_floor).astype(np.float32)
 
     def normalise(self, log_mel: np.ndarray) -> np.ndarray:
         """Log-mel ``(..., n_mels)`` -> network input ``(..., n_mels)`` float32."""

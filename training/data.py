@@ -84,7 +84,7 @@ def mix_features(voice: np.ndarray, accompaniment: np.ndarray, log_mel: LogMel) 
     voice_spectrum, accompaniment_spectrum = stft(voice), stft(accompaniment)
     mixture = voice_spectrum + accompaniment_spectrum  # the STFT is linear
     magnitude = log_mel.mel_magnitude(mixture)
-    features = np.log(magnitude + log_mel.config.log_floor).astype(np.float32)  # = log_mel.log_mel(mixture)
+    features = log_mel.log_of(magnitude)
     share = log_mel.mel_magnitude(voice_spectrum) / np.maximum(magnitude, log_mel.config.log_floor)
     return MixFeatures(
         log_mel=features,

@@ -90,8 +90,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="loss weight of each active bin: 1, or its mel magnitude (loud bins count more)")
     parser.add_argument("--mask-loss", type=float, default=0.0, metavar="WEIGHT",
                         help="add the error of the mask that clustering the embeddings makes (clustered_mask_loss), "
-                             "with this weight, to the deep clustering loss, in training and validation (0: the paper's loss "
-                             "alone)")
+                             "with this weight, to the deep clustering loss, in training and validation "
+                             "(0: the paper's loss alone)")
     parser.add_argument("--mask-softness", type=float, default=4.0,
                         help="the clustered-mask loss's soft assignment, as the exported bundle's mask softness")
     parser.add_argument("--lr", type=float, default=1e-3, help="RMSprop learning rate")

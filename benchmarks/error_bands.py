@@ -49,6 +49,11 @@ def song_masks(separator, track):
     return masks[..., None], geometry, spectra, voice, synthesis.frequencies
 
 
+def stem_scores(track, vocals_estimate: np.ndarray, usdr) -> tuple[float, float]:
+    """uSDR of the vocals and of the accompaniment (the mixture minus the vocals) of one song."""
+    return usdr(track.voice, vocals_estimate), usdr(track.accompaniment, track.mixture - vocals_estimate)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
@@ -102,11 +107,6 @@ def main() -> int:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "error_bands.txt").write_text(text + "\n")
     return 0
-
-
-def stem_scores(track, vocals_estimate: np.ndarray, usdr) -> tuple[float, float]:
-    """uSDR of the vocals and of the accompaniment (the mixture minus the vocals) of one song."""
-    return usdr(track.voice, vocals_estimate), usdr(track.accompaniment, track.mixture - vocals_estimate)
 
 
 if __name__ == "__main__":

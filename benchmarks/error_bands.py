@@ -49,11 +49,6 @@ def song_masks(separator, track):
     return masks[..., None], geometry, spectra, voice, synthesis.frequencies
 
 
-def stem_scores(track, vocals_estimate: np.ndarray, usdr) -> tuple[float, float]:
-    """uSDR of the vocals and of the accompaniment (the mixture minus the vocals) of one song."""
-    return usdr(track.voice, vocals_estimate), usdr(track.accompaniment, track.mixture - vocals_estimate)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
@@ -77,17 +72,17 @@ def main() -> int:
         accompaniment = spectra - voice
         norm = float(np.sum(np.abs(accompaniment) ** 2))
         oracle = (np.abs(voice) > np.abs(accompaniment)).astype(np.float32)
-        length = len(track.mixture)
-        vocals_estimate, _ = masked_stems(spectra, mask, geometry, length)
-        scores["as is"].append(stem_scores(track, vocals_estimate, usdr))
+        length, references = len(track.mixture), (track.voice, track.accompaniment)
+        stems = masked_stems(spectra, mask, geometry, length)
+        scores["as is"].append([usdr(reference, stem) for reference, stem in zip(references, stems)])
         for i, (low, high) in enumerate(bands):
             inside = (frequencies >= low) & (frequencies < (np.inf if high is None else high))
             m, x, v, a = mask[:, inside], spectra[:, inside], voice[:, inside], accompaniment[:, inside]
             errors[i] += [np.sum(np.abs(m * x - v) ** 2) / norm, np.sum(np.abs((1 - m) * v) ** 2) / norm,
                           np.sum(np.abs(m * a) ** 2) / norm]
             replaced = np.where(inside[None, :, None], oracle, mask)
-            vocals_estimate, _ = masked_stems(spectra, replaced, geometry, length)
-            scores[(low, high)].append(stem_scores(track, vocals_estimate, usdr))
+            stems = masked_stems(spectra, replaced, geometry, length)
+            scores[(low, high)].append([usdr(reference, stem) for reference, stem in zip(references, stems)])
         print(f"{track.name}: done", file=sys.stderr, flush=True)
 
     def medians(rows):

@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -149,3 +150,34 @@ def test_bss_eval_v4_framewise_medians():
     assert set(v4) == {"sdr", "sir", "sar"} and len(v4["sdr"]) == 2
     assert abs(v4["sdr"][0] - v3["sdr"][0]) < 1.0  # stationary noise: framewise medians near the whole-clip value
     assert v4["sdr"][0] > 15
+
+
+def test_paired_comparison_of_two_evaluations(tmp_path):
+    """``benchmarks/paired.py`` compares two ``evaluate --json`` runs song by song; since the accompaniment is the
+    mixture minus the vocals, each song's vocals and accompaniment uSDR change by the same amount."""
+    from benchmarks.paired import clip_scores, paired_change
+
+    script = str(Path(__file__).resolve().parents[1] / "benchmarks" / "paired.py")
+    write_stems(tmp_path / "data", "stems", tracks=2)
+    reports = []
+    for name, softness in (("binary", "0"), ("soft", "4")):
+        reports.append(tmp_path / f"{name}.json")
+        result = subprocess.run([sys.executable, "-m", "stream_dc", "evaluate", "--data", str(tmp_path / "data"),
+                                 "--dataset", "stems", "--systems", "stream-dc", "--bss", "none", "--mask-softness",
+                                 softness, "--json", str(reports[-1])], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+    before, after = (clip_scores(json.loads(r.read_text()), "stream-dc") for r in reports)
+    assert len(before) == 2 and set(before) == set(after)
+    differences = np.stack([after[n] - before[n] for n in before])
+    assert np.abs(differences).max() > 1e-3  # the two runs differ
+    np.testing.assert_allclose(differences[:, 0], differences[:, 1], atol=1e-3)
+    change = paired_change(before, after, tie=0.0)
+    np.testing.assert_allclose(change["mean"], differences.mean(axis=0))
+    assert change["up"] == int(np.sum(differences[:, 1] > 0)) and change["up"] + change["down"] == 2
+    result = subprocess.run([sys.executable, script, *map(str, reports)], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr
+    assert f"{change['mean'][1]:+8.3f}" in result.stdout
+    missing = subprocess.run([sys.executable, script, str(reports[0]), "--system", "repet"],
+                             capture_output=True, text=True)
+    assert missing.returncode == 1 and missing.stderr.count("\n") == 1 and "repet" in missing.stderr

@@ -53,20 +53,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--system", default="stream-dc", help="which system's scores to compare")
     parser.add_argument("--tie", type=float, default=0.05, help="dB within which a song counts as unchanged")
     args = parser.parse_args(argv)
-    try:
-        scores = []
-        for path in args.reports:
+    scores = []
+    for path in args.reports:
+        try:
             with open(path) as handle:
                 scores.append(clip_scores(json.load(handle), args.system))
-    except (OSError, ValueError, KeyError) as error:
-        print(f"paired: error: {error}", file=sys.stderr)
-        return 1
+        except (OSError, ValueError) as error:
+            print(f"paired: error: {path}: {error}", file=sys.stderr)
+            return 1
+        except KeyError as error:
+            print(f"paired: error: {path}: not a stream-dc evaluate --json report (no {error} field)", file=sys.stderr)
+            return 1
     print(f"{'report':40s} {'median voc/acc':15s} {'mean voc/acc':13s} {'acc. change, mean +- s.e.':26s} up/down")
-    for path, current in zip(args.reports, scores):
+    for index, (path, current) in enumerate(zip(args.reports, scores)):
         values = np.stack(list(current.values()))
         median, mean = np.median(values, axis=0), values.mean(axis=0)
         line = f"{path[-40:]:40s} {median[0]:7.2f}/{median[1]:<7.2f} {mean[0]:6.2f}/{mean[1]:<6.2f}"
-        if current is not scores[0]:
+        if index > 0:
             change = paired_change(scores[0], current, args.tie)
             line += (f" {change['mean'][1]:+8.3f} +- {change['standard_error'][1]:.3f} dB"
                      f"  {change['up']}/{change['down']} of {change['clips']}")

@@ -174,8 +174,7 @@ def test_paired_comparison_of_two_evaluations(tmp_path):
     change = paired_change(before, after, tie=0.0)
     np.testing.assert_allclose(change["mean"], differences.mean(axis=0))
     assert change["up"] == int(np.sum(differences[:, 1] > 0)) and change["up"] + change["down"] == 2
-    result = subprocess.run([sys.executable, script, *map(str, reports)], capture_output=True,
-                            text=True)
+    result = subprocess.run([sys.executable, script, *map(str, reports)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert f"{change['mean'][1]:+8.3f}" in result.stdout
     missing = subprocess.run([sys.executable, script, str(reports[0]), "--system", "repet"],

@@ -1,0 +1,92 @@
+"""A multichannel Wiener post-filter on the offline masks, measured on held-out professionally produced songs.
+
+    python benchmarks/wiener.py --data ../shared/data [--set validation] [--model DIR]
+
+For each held-out MUSDB18 song (``--set``, see ``benchmarks/quality.py``), the shipped pipeline's voice mask on the
+song's own STFT (clustering, gate and refiner, as ``stream-dc separate`` applies it; see ``benchmarks/error_bands.py``)
+gives the two sources' magnitude estimates ``mask**p * |X|`` and ``(1 - mask)**p * |X|`` on each channel. norbert's
+``wiener`` (the maintained implementation of the multichannel Wiener filter, as in open-unmix) then fits a spatial
+covariance per source and frequency and refines the vocals' STFT by expectation-maximisation; the accompaniment is
+the mixture minus the vocals, as in stream-dc. Prints, for each variant (EM iterations, exponent ``p``), the median and
+mean uSDR of vocals and accompaniment and the mean change per song against the pipeline as it is (a song's vocals and
+accompaniment change by the same amount), with its standard error. Writes benchmarks/results/wiener_SET.txt.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import RESULTS, machine
+from benchmarks.error_bands import song_masks
+from benchmarks.quality import SETS
+
+VARIANTS = ((1, 1.0), (3, 1.0), (1, 2.0), (1, 0.5))  # (EM iterations, exponent of the masks)
+
+
+def wiener_vocals(spectra: np.ndarray, mask: np.ndarray, iterations: int, exponent: float) -> np.ndarray:
+    """The vocals' STFT ``(frames, bins, channels)`` complex64 after the Wiener filter, from the mixture's STFT
+    ``(frames, bins, channels)`` and the pipeline's voice mask ``(frames, bins, 1)``."""
+    import norbert
+
+    magnitude = np.abs(spectra).astype(np.float64)
+    sources = np.stack([mask ** exponent * magnitude, (1.0 - mask) ** exponent * magnitude], axis=-1)
+    return norbert.wiener(sources, spectra.astype(np.complex128), iterations=iterations)[..., 0].astype(np.complex64)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--set", default="validation", choices=sorted(SETS))
+    parser.add_argument("--model", default=None, help="bundle folder (default: the shipped one)")
+    args = parser.parse_args()
+    try:
+        import norbert  # noqa: F401
+    except ImportError:
+        print("wiener: needs norbert: pip install 'stream-dc[eval]'", file=sys.stderr)
+        return 1
+
+    from stream_dc.datasets import list_tracks
+    from stream_dc.evaluate import usdr
+    from stream_dc.separator import Separator
+    from stream_dc.stft import OverlapAdd
+
+    groups = set(SETS[args.set]["pro"])
+    refs = [r for r in list_tracks(args.data / "musdb18-7", "musdb") if r.group in groups]
+    separator = Separator(args.model, device="cpu")
+    names = ["as is"] + [f"{iterations} iteration{'s' * (iterations > 1)}, p = {p:g}" for iterations, p in VARIANTS]
+    scores = {name: [] for name in names}  # name -> [(vocals, accompaniment)] per song
+    for ref in refs:
+        track = ref.load()
+        mask, geometry, spectra, _, _ = song_masks(separator, track)
+        mixture, length = track.mixture, len(track.mixture)
+        candidates = [spectra * mask] + [wiener_vocals(spectra, mask, i, p) for i, p in VARIANTS]
+        for name, vocal_spectra in zip(names, candidates):
+            vocals = OverlapAdd(geometry, spectra.shape[2]).add(vocal_spectra)[:length]
+            scores[name].append((usdr(track.voice, vocals), usdr(track.accompaniment, mixture - vocals)))
+        print(f"{track.name}: done", file=sys.stderr, flush=True)
+
+    baseline = np.asarray(scores["as is"])
+    lines = [(f"Multichannel Wiener post-filter (norbert) on the offline masks: {len(refs)} MUSDB18 songs of the "
+              f"{args.set} set, model {args.model or 'shipped'}; {machine()}"),
+             f"{'variant':>24}  {'median uSDR v / a':>17}  {'mean uSDR v / a':>15}  {'change per song':>17}  up / down",
+             ]
+    for name in names:
+        values = np.asarray(scores[name])
+        change = values[:, 1] - baseline[:, 1]
+        error = change.std(ddof=1) / np.sqrt(len(change)) if len(change) > 1 else float("nan")
+        lines.append(f"{name:>24}  {np.median(values[:, 0]):7.2f} / {np.median(values[:, 1]):5.2f}  "
+                     f"{values[:, 0].mean():6.2f} / {values[:, 1].mean():5.2f}  "
+                     f"{change.mean():+7.3f} +- {error:5.3f}  {np.sum(change > 0.05)} / {np.sum(change < -0.05)}")
+    text = "\n".join(lines)
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"wiener_{args.set}.txt").write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -190,14 +190,15 @@ def test_wiener_post_filter_uses_the_stereo_image():
 
     rng = np.random.default_rng(0)
     shape = (120, 40)
-    def sources():
+
+    def sources():  # complex STFT values with a heavy-tailed magnitude, as music has
         return (rng.normal(size=shape) + 1j * rng.normal(size=shape)) * rng.gamma(0.5, size=shape)
     v, a = sources(), sources()
     voice = np.stack([v, v], axis=-1)
     accompaniment = np.stack([a, 0.1 * a], axis=-1)
     mixture = (voice + accompaniment).astype(np.complex64)
-    ratio = np.abs(v) ** 2 / (np.abs(v) ** 2 + np.abs(a) ** 2 * 0.505 + 1e-12)
-    mask = (0.6 * ratio + 0.2)[..., None]
+    ratio = np.abs(v) ** 2 / (np.abs(v) ** 2 + np.abs(a) ** 2 * 0.505 + 1e-12)  # per-channel mean powers
+    mask = (0.6 * ratio + 0.2)[..., None]  # the ideal ratio mask, blurred towards one half
 
     def error(estimate):
         return float(np.sum(np.abs(estimate - voice) ** 2))

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import RESULTS, machine  # noqa: E402
+from benchmarks.common import machine, write_report  # noqa: E402
 from benchmarks.quality import SETS  # noqa: E402
 
 EDGES_HZ = (0, 150, 250, 500, 1000, 2000, 4000, 8000, None)  # None: up to the Nyquist frequency
@@ -49,19 +49,30 @@ def song_masks(separator, track):
     return masks[..., None], geometry, spectra, voice, synthesis.frequencies
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def held_out_songs_arguments(description: str) -> argparse.Namespace:
+    """``--data``, ``--set`` and ``--model``, as the benchmarks on held-out MUSDB18 songs take them."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--set", default="validation", choices=sorted(SETS))
     parser.add_argument("--model", default=None, help="bundle folder (default: the shipped one)")
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def held_out_songs(data: Path, set_name: str) -> list:
+    """The MUSDB18 songs (``TrackRef``) of the held-out set ``set_name`` (see ``benchmarks/quality.py``)."""
     from stream_dc.datasets import list_tracks
+
+    groups = set(SETS[set_name]["pro"])
+    return [r for r in list_tracks(data / "musdb18-7", "musdb") if r.group in groups]
+
+
+def main() -> int:
+    args = held_out_songs_arguments(__doc__.splitlines()[0])
+
     from stream_dc.evaluate import masked_stems, usdr
     from stream_dc.separator import Separator
 
-    groups = set(SETS[args.set]["pro"])
-    refs = [r for r in list_tracks(args.data / "musdb18-7", "musdb") if r.group in groups]
+    refs = held_out_songs(args.data, args.set)
     separator = Separator(args.model, device="cpu")
     bands = list(itertools.pairwise(EDGES_HZ))
     errors = np.zeros((len(bands), 3))  # error, voice left, accompaniment taken
@@ -97,10 +108,7 @@ def main() -> int:
         name = f"{low}-{high if high is not None else 'top'}"
         lines.append(f"{name:>12}  {errors[i, 0]:6.3f}  {errors[i, 1]:10.3f}  {errors[i, 2]:12.3f}  "
                      f"{medians(scores[(low, high)])}")
-    text = "\n".join(lines)
-    print(text)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "error_bands.txt").write_text(text + "\n")
+    write_report("error_bands.txt", "\n".join(lines))
     return 0
 
 

@@ -13,16 +13,15 @@ accompaniment change by the same amount), with its standard error. Writes benchm
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import RESULTS, machine
-from benchmarks.error_bands import song_masks
-from benchmarks.quality import SETS
+from benchmarks.common import machine, write_report
+from benchmarks.error_bands import held_out_songs, held_out_songs_arguments, song_masks
+from benchmarks.paired import paired_change
 
 VARIANTS = ((1, 1.0), (3, 1.0), (1, 2.0), (1, 0.5))  # (EM iterations, exponent of the masks)
 
@@ -38,27 +37,21 @@ def wiener_vocals(spectra: np.ndarray, mask: np.ndarray, iterations: int, expone
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--set", default="validation", choices=sorted(SETS))
-    parser.add_argument("--model", default=None, help="bundle folder (default: the shipped one)")
-    args = parser.parse_args()
+    args = held_out_songs_arguments(__doc__.splitlines()[0])
     try:
         import norbert  # noqa: F401
     except ImportError:
         print("wiener: needs norbert: pip install 'stream-dc[eval]'", file=sys.stderr)
         return 1
 
-    from stream_dc.datasets import list_tracks
     from stream_dc.evaluate import usdr
     from stream_dc.separator import Separator
     from stream_dc.stft import OverlapAdd
 
-    groups = set(SETS[args.set]["pro"])
-    refs = [r for r in list_tracks(args.data / "musdb18-7", "musdb") if r.group in groups]
+    refs = held_out_songs(args.data, args.set)
     separator = Separator(args.model, device="cpu")
     names = ["as is"] + [f"{iterations} iteration{'s' * (iterations > 1)}, p = {p:g}" for iterations, p in VARIANTS]
-    scores = {name: [] for name in names}  # name -> [(vocals, accompaniment)] per song
+    scores = {name: {} for name in names}  # variant -> song -> (2,) uSDR of vocals and accompaniment
     for ref in refs:
         track = ref.load()
         mask, geometry, spectra, _, _ = song_masks(separator, track)
@@ -66,25 +59,22 @@ def main() -> int:
         candidates = [spectra * mask] + [wiener_vocals(spectra, mask, i, p) for i, p in VARIANTS]
         for name, vocal_spectra in zip(names, candidates):
             vocals = OverlapAdd(geometry, spectra.shape[2]).add(vocal_spectra)[:length]
-            scores[name].append((usdr(track.voice, vocals), usdr(track.accompaniment, mixture - vocals)))
+            scores[name][track.name] = np.array([usdr(track.voice, vocals),
+                                                 usdr(track.accompaniment, mixture - vocals)])
         print(f"{track.name}: done", file=sys.stderr, flush=True)
 
-    baseline = np.asarray(scores["as is"])
     lines = [(f"Multichannel Wiener post-filter (norbert) on the offline masks: {len(refs)} MUSDB18 songs of the "
               f"{args.set} set, model {args.model or 'shipped'}; {machine()}"),
              f"{'variant':>24}  {'median uSDR v / a':>17}  {'mean uSDR v / a':>15}  {'change per song':>17}  up / down",
              ]
     for name in names:
-        values = np.asarray(scores[name])
-        change = values[:, 1] - baseline[:, 1]
-        error = change.std(ddof=1) / np.sqrt(len(change)) if len(change) > 1 else float("nan")
+        values = np.stack(list(scores[name].values()))
+        change = paired_change(scores["as is"], scores[name], tie=0.05)
         lines.append(f"{name:>24}  {np.median(values[:, 0]):7.2f} / {np.median(values[:, 1]):5.2f}  "
                      f"{values[:, 0].mean():6.2f} / {values[:, 1].mean():5.2f}  "
-                     f"{change.mean():+7.3f} +- {error:5.3f}  {np.sum(change > 0.05)} / {np.sum(change < -0.05)}")
-    text = "\n".join(lines)
-    print(text)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"wiener_{args.set}.txt").write_text(text + "\n")
+                     f"{change['mean'][1]:+7.3f} +- {change['standard_error'][1]:5.3f}  "
+                     f"{change['up']} / {change['down']}")
+    write_report(f"wiener_{args.set}.txt", "\n".join(lines))
     return 0
 
 

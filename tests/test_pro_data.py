@@ -101,6 +101,35 @@ def test_remixes_pair_different_groups_and_are_reproducible():
     assert -8.01 < min(ratios) and max(ratios) < 3.01 and np.ptp(ratios) > 4
 
 
+def test_voice_pitch_shift_moves_the_pitch_and_keeps_the_length():
+    pytest.importorskip("pedalboard")
+    from training.mixing import pitch_shifted
+
+    tone = np.sin(2 * np.pi * 220.0 * np.arange(16000) / 16000).astype(np.float32)
+    shifted = pitch_shifted(tone, 3.0)
+    assert len(shifted) == len(tone)
+    spectrum = np.abs(np.fft.rfft(shifted[2000:14000] * np.hanning(12000)))
+    assert np.argmax(spectrum) * 16000 / 12000 == pytest.approx(220.0 * 2 ** (3 / 12), abs=3.0)
+
+
+def test_voice_pitch_shifts_about_half_the_voices_reproducibly():
+    pytest.importorskip("pedalboard")
+    from training.mixing import MixingConfig, draw_remixes, render
+
+    clips = clips_for_mixing()
+    plain = MixingConfig(snr_db=(-8, 3), augment=True, voice_weights={"musdb": 1.0})
+    pitched = MixingConfig(snr_db=(-8, 3), augment=True, voice_weights={"musdb": 1.0}, voice_pitch=4.0)
+    specs = draw_remixes(clips, 12, pitched, np.random.default_rng(3))
+    changed = 0
+    for spec in specs:
+        v0, _ = render(spec, clips, plain)
+        v1, _ = render(spec, clips, pitched)
+        np.testing.assert_array_equal(v1, render(spec, clips, pitched)[0])
+        assert v1.shape == v0.shape
+        changed += not np.allclose(v0, v1, atol=1e-4)
+    assert 0 < changed < len(specs)
+
+
 def test_default_mixing_is_the_papers_0_db_remix():
     from training.mixing import MixingConfig, RemixSpec, render
 

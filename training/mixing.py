@@ -8,7 +8,8 @@ and a distorted guitar is accompaniment. Every remix is described by a ``RemixSp
 epoch's data depends only on the seed and the epoch number, never on the worker that renders it.
 
 Effects (each applied with its own probability):
-- voice: high-pass and peaking/shelving EQ, compression, saturation, doubling (chorus), reverb;
+- voice: high-pass and peaking/shelving EQ, compression, saturation, doubling (chorus), reverb, and (when
+  ``voice_pitch`` is set) a pitch shift that keeps the formants, so few singers sound like more;
 - accompaniment: EQ, compression, distortion, a small pitch shift and a small tempo change.
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ class MixingConfig:
     no_voice: float = 0.0  # fraction of remixes whose voice is silenced (accompaniment alone)
     voice_weights: dict = field(default_factory=dict)  # source -> share of remix voices (default: by clip count)
     accompaniment_weights: dict = field(default_factory=dict)  # source -> share of accompaniments
+    voice_pitch: float = 0.0  # largest voice pitch shift in semitones, half the augmented voices (0: none)
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,8 @@ def render(spec: RemixSpec, clips: list, config: MixingConfig) -> tuple[np.ndarr
     accompaniment = segment(clips[spec.accompaniment].accompaniment, spec.offset, len(voice)).astype(np.float32)
     if config.augment:
         voice = voice_effects(rng)(voice[None], ANALYSIS_RATE)[0, :len(voice)]
+        if config.voice_pitch > 0 and _maybe(rng, 0.5):
+            voice = fit_length(pitch_shifted(voice, float(rng.uniform(-1, 1)) * config.voice_pitch), len(voice))
         accompaniment = fit_length(accompaniment_effects(accompaniment, rng), len(voice))
     voice_level, accompaniment_level = rms(voice), rms(accompaniment)
     snr = rng.uniform(*config.snr_db)
@@ -163,6 +167,14 @@ def voice_effects(rng: np.random.Generator):
         chain.append(fx.Reverb(room_size=float(rng.uniform(0.1, 0.85)), damping=float(rng.uniform(0.2, 0.8)),
                                wet_level=float(rng.uniform(0.05, 0.35)), dry_level=1.0))
     return fx.Pedalboard(chain)
+
+
+def pitch_shifted(audio: np.ndarray, semitones: float) -> np.ndarray:
+    """``(samples,)`` shifted by ``semitones`` at the same tempo, formants kept (Rubber Band via pedalboard)."""
+    import pedalboard as fx
+
+    return fx.time_stretch(audio[None].astype(np.float32), ANALYSIS_RATE, pitch_shift_in_semitones=semitones,
+                           preserve_formants=True)[0]
 
 
 def accompaniment_effects(audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -81,6 +81,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="mixture RMS of remixes in dBFS, uniform (default: the voice's own level)")
     parser.add_argument("--augment", action="store_true", help="random effect chains on remixed voices and "
                         "accompaniments (reverb, compression, EQ, doubling, distortion, pitch and tempo)")
+    parser.add_argument("--voice-pitch", type=float, default=0.0, metavar="SEMITONES",
+                        help="with --augment, shift half the remixed voices' pitch by up to this much, formants kept")
     parser.add_argument("--no-voice", type=float, default=0.0, help="fraction of remixes with the voice silenced")
     parser.add_argument("--voice-mix", type=_shares, default={}, metavar="KIND=SHARE,...",
                         help="share of remix voices from each dataset (default: by clip count)")
@@ -136,7 +138,7 @@ def _shares(text: str) -> dict:
 def mixing_config(args) -> MixingConfig:
     return MixingConfig(snr_db=tuple(args.snr), level_dbfs=tuple(args.level) if args.level else None,
                         augment=args.augment, no_voice=args.no_voice, voice_weights=args.voice_mix,
-                        accompaniment_weights=args.accompaniment_mix)
+                        accompaniment_weights=args.accompaniment_mix, voice_pitch=args.voice_pitch)
 
 
 def parse_sources(data: list[str], default_kind: str) -> list[tuple[str, str]]:

@@ -58,8 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", choices=DATASETS, default="mir1k", help="KIND of a --data without one")
     parser.add_argument("--validation", required=True,
                         help="comma-separated singers, artists, tracks or files held out for validation")
-    parser.add_argument("--holdout", default="", help="comma-separated groups or tracks left out entirely (kept "
-                        "for reporting)")
+    parser.add_argument("--holdout", action="append", default=[],
+                        help="comma-separated groups or tracks left out entirely (kept for reporting); repeatable, "
+                             "each adds to the list")
     parser.add_argument("--out", help="run folder for checkpoints and logs (required)")
     parser.add_argument("--init", nargs="?", const="default", metavar="BUNDLE",
                         help="start from a model bundle's network and normalisation (default bundle without a value)")
@@ -153,7 +154,7 @@ def parse_sources(data: list[str], default_kind: str) -> list[tuple[str, str]]:
 def find_clips(args) -> tuple[list, list]:
     """Training and validation track references over every ``--data`` source (``--holdout`` removed)."""
     names = lambda text: [n for n in text.split(",") if n]
-    validation, holdout = names(args.validation), names(args.holdout)
+    validation, holdout = names(args.validation), names(",".join(args.holdout))
     train_refs, val_refs, found = [], [], set()
     for kind, path in parse_sources(args.data, args.dataset):
         refs = list_tracks(path, kind)

@@ -65,6 +65,20 @@ def test_tiny_model_learns_to_separate(dataset, tmp_path):
         sdr = lambda est: 10 * np.log10(np.sum(v ** 2) / np.sum((v - est) ** 2))  # noqa: E731
         gains.append(sdr(vocals) - sdr(v + a))
     assert np.mean(gains) > 3.0, gains
+    # the voice labels measured again for the bundle with the network it stores come back as training measured them
+    from stream_dc.bundle import write_config
+    from training.calibrate import main as recalibrate
+
+    trained = torch.load(run / "best.pt", weights_only=True)
+    config = load_bundle(str(tmp_path / "bundle")).config
+    config.voice_centroid, config.accompaniment_centroid = config.accompaniment_centroid, config.voice_centroid
+    config.voice_thresholds = (0.9, 0.9)
+    write_config(tmp_path / "bundle", config)
+    assert recalibrate([str(tmp_path / "bundle"), "--data", str(dataset)] + TRAIN) == 0
+    relabelled = load_bundle(str(tmp_path / "bundle")).config
+    np.testing.assert_allclose(relabelled.voice_centroid, trained["references"]["voice"], atol=1e-4)
+    np.testing.assert_allclose(relabelled.accompaniment_centroid, trained["references"]["accompaniment"], atol=1e-4)
+    np.testing.assert_allclose(relabelled.voice_thresholds, trained["labelling"]["voice_thresholds"], atol=1e-3)
 
 
 @pytest.mark.slow

@@ -14,8 +14,16 @@ with a voice. The two kinds overlap (a lead guitar can look as voice-like as a m
 remover that leaves the singer in is worse than one that thins an instrumental, so finding the voice comes first.
 ``clear_voice``, above which any cluster is voice, is the 99th percentile of the accompaniment clusters' scores in
 mixtures with a voice (at least ``weak_voice``).
+
+Training calibrates at its end. ``python -m training.calibrate BUNDLE @RECIPE`` does it again for an existing bundle,
+with the network it stores and the recipe's training clips, as training would (the same reference mixtures for the
+same ``--seed``), and writes the reference centroids and thresholds into the bundle: for a network trained on other
+copies of the clips than the ones it will be measured on (lossy ones, say), or to repeat the calibration.
 """
 from __future__ import annotations
+
+import argparse
+import sys
 
 import numpy as np
 
@@ -88,3 +96,60 @@ def calibrate(model, voiced: list[MixFeatures], accompaniment_only: list[MixFeat
         "voice_found": float(np.mean(voice_best > weak)), "alone_untouched": float(np.mean(alone_best <= weak)),
     }
     return {"voice_thresholds": [clear, weak], "statistics": statistics}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    from export.bundle_weights import model_from_bundle
+    from stream_dc.bundle import BundleError, load_bundle, write_config
+    from stream_dc.datasets import DatasetError
+    from stream_dc.interrupts import exit_status, handle_sigterm
+
+    from . import train
+    from .data import compute_mixes, load_all, make_chunks
+
+    parser = argparse.ArgumentParser(prog="python -m training.calibrate", fromfile_prefix_chars="@",
+                                     description="Measure a bundle's reference centroids and voice-label thresholds "
+                                                 "on a recipe's training clips and write them into the bundle.")
+    parser.add_argument("bundle", help="model bundle folder")
+    train.add_arguments(parser)  # a training recipe reads as is; its data, mixing options and seed count here
+    args = parser.parse_args(argv)
+    handle_sigterm()
+    log = (lambda text: print(text, file=sys.stderr, flush=True))
+    try:
+        bundle = load_bundle(args.bundle)
+        config = bundle.config
+        training_refs, _ = train.find_clips(args)
+        stems = load_all(training_refs, args.workers)
+        voiced = [i for i, clip in enumerate(stems) if clip.has_voice]
+        if not voiced:
+            raise DatasetError("no training clip has a voice")
+        raw = LogMel(config.features)
+        log_mel = LogMel(config.features, config.feature_mean, config.feature_std)
+        originals = dict(zip(voiced, compute_mixes(stems, voiced, raw, args.workers)))
+        model = model_from_bundle(bundle).eval()
+        device = torch.device("cpu")
+        mixes, alone = train.reference_mixes(stems, originals, raw, args)
+        reference_set = make_chunks(mixes, args.chunk_long, log_mel)
+        references = train.reference_centroids(model, reference_set, max(1, args.batch_frames // args.chunk_long),
+                                               device)
+        labelling = calibrate(model, mixes, alone, log_mel, references, args.chunk_long, device)
+    except (DatasetError, BundleError, ValueError) as error:
+        print(f"calibrate: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as interrupt:  # nothing written yet: the bundle is as it was
+        print("calibrate: interrupted; the bundle is unchanged", file=sys.stderr)
+        return exit_status(interrupt)
+    config.voice_centroid, config.accompaniment_centroid = (np.asarray(r, np.float32) for r in references)
+    config.voice_thresholds = tuple(float(v) for v in labelling["voice_thresholds"])
+    config.provenance["labelling"] = {**labelling["statistics"], "recalibrated_with": "python -m training.calibrate",
+                                      "reference_chunks": len(reference_set)}
+    write_config(bundle.directory, config)
+    log(f"voice labels written to {bundle.directory}: thresholds {list(config.voice_thresholds)}, "
+        f"{labelling['statistics']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     from stream_dc.interrupts import exit_status, handle_sigterm
 
     from . import train
-    from .data import compute_mixes, load_all, make_chunks
+    from .data import compute_mixes, load_all
 
     parser = argparse.ArgumentParser(prog="python -m training.calibrate", fromfile_prefix_chars="@",
                                      description="Measure a bundle's reference centroids and voice-label thresholds "
@@ -129,22 +129,18 @@ def main(argv: list[str] | None = None) -> int:
         log_mel = LogMel(config.features, config.feature_mean, config.feature_std)
         originals = dict(zip(voiced, compute_mixes(stems, voiced, raw, args.workers)))
         model = model_from_bundle(bundle).eval()
-        device = torch.device("cpu")
-        mixes, alone = train.reference_mixes(stems, originals, raw, args)
-        reference_set = make_chunks(mixes, args.chunk_long, log_mel)
-        references = train.reference_centroids(model, reference_set, max(1, args.batch_frames // args.chunk_long),
-                                               device)
-        labelling = calibrate(model, mixes, alone, log_mel, references, args.chunk_long, device)
+        references, labelling = train.voice_labels(model, stems, originals, raw, log_mel, args, torch.device("cpu"))
     except (DatasetError, BundleError, ValueError) as error:
         print(f"calibrate: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as interrupt:  # nothing written yet: the bundle is as it was
         print("calibrate: interrupted; the bundle is unchanged", file=sys.stderr)
         return exit_status(interrupt)
-    config.voice_centroid, config.accompaniment_centroid = (np.asarray(r, np.float32) for r in references)
+    config.voice_centroid = np.asarray(references["voice"], np.float32)
+    config.accompaniment_centroid = np.asarray(references["accompaniment"], np.float32)
     config.voice_thresholds = tuple(float(v) for v in labelling["voice_thresholds"])
     config.provenance["labelling"] = {**labelling["statistics"], "recalibrated_with": "python -m training.calibrate",
-                                      "reference_chunks": len(reference_set)}
+                                      "reference_chunks": references["chunks"]}
     write_config(bundle.directory, config)
     log(f"voice labels written to {bundle.directory}: thresholds {list(config.voice_thresholds)}, "
         f"{labelling['statistics']}")

@@ -326,6 +326,18 @@ def reference_mixes(stems: list, originals: dict, raw: LogMel, args) -> tuple[li
     return mixes, alone
 
 
+def voice_labels(model, stems: list, originals: dict, raw: LogMel, log_mel: LogMel, args, device) -> tuple[dict, dict]:
+    """The reference centroids of ``model`` on the mixtures of ``reference_mixes`` (``{"voice", "accompaniment"}``,
+    lists of ``dim`` floats, and ``"chunks"``, how many 500-frame chunks gave them) and the voice labels calibrated
+    on the same mixtures (``training.calibrate.calibrate``)."""
+    mixes, alone = reference_mixes(stems, originals, raw, args)
+    reference_set = make_chunks(mixes, args.chunk_long, log_mel)
+    voice, accompaniment = reference_centroids(model, reference_set, max(1, args.batch_frames // args.chunk_long),
+                                               device)
+    references = {"voice": voice.tolist(), "accompaniment": accompaniment.tolist(), "chunks": len(reference_set)}
+    return references, calibrate(model, mixes, alone, log_mel, (voice, accompaniment), args.chunk_long, device)
+
+
 class EpochData:
     """Computes each epoch's remixed mixtures, in worker processes one epoch ahead of training when there are
     workers. A remix depends only on the seed, the epoch and its index, never on the worker that made it."""
@@ -559,14 +571,7 @@ def train(args) -> Path:
     if distributed.main:
         best = torch.load(out / "best.pt", map_location="cpu", weights_only=True)
         model.load_state_dict(best["model_state"])
-        mixes, alone = reference_mixes(train_stems, originals, raw, args)
-        reference_set = make_chunks(mixes, args.chunk_long, log_mel)
-        voice_centroid, accompaniment_centroid = reference_centroids(
-            model, reference_set, max(1, args.batch_frames // args.chunk_long), device)
-        best["references"] = {"voice": voice_centroid.tolist(), "accompaniment": accompaniment_centroid.tolist(),
-                              "chunks": len(reference_set)}
-        best["labelling"] = calibrate(model, mixes, alone, log_mel, (voice_centroid, accompaniment_centroid),
-                                      args.chunk_long, device)
+        best["references"], best["labelling"] = voice_labels(model, train_stems, originals, raw, log_mel, args, device)
         log(f"voice labels: thresholds {best['labelling']['voice_thresholds']}, {best['labelling']['statistics']}")
         try:
             embed = torch_window_embedder(model, args.chunk_long, log_mel, device)

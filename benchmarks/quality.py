@@ -13,7 +13,9 @@ Two held-out sets exist (see ``training/recipes/pro-music-data.args``): ``valida
 mask settings; ``report`` chose nothing and gives the figures README quotes. Systems: the shipped model offline and
 streaming (``balanced``, ``live``), offline without its voice-activity gate or without its mask refiner,
 ``--previous`` (another bundle, offline), the oracle binary masks on the STFT and on the 16 kHz mel grid, and the
-mixture. Writes benchmarks/results/quality_<set>.csv and .txt.
+mixture. With ``--previous``, a line per kind also gives the mean change per song from the previous model to the
+shipped one offline, with its standard error (as ``benchmarks/paired.py``). Writes
+benchmarks/results/quality_<set>.csv and .txt.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import RESULTS, machine, table, write_csv  # noqa: E402
+from benchmarks.paired import clip_scores, paired_change  # noqa: E402
 
 SETS = {
     "report": {
@@ -77,6 +80,14 @@ def rows_for(kind: str, name: str, summary: dict, system: str, clips: int) -> di
     return row
 
 
+def change_line(kind: str, previous: dict, shipped: dict) -> str:
+    """One line: the mean per-song uSDR change from the previous model to the shipped one (offline), its standard
+    error and the songs up / down by more than 0.05 dB; medians alone hide whether a change is more than noise."""
+    change = paired_change(clip_scores(previous, "stream-dc"), clip_scores(shipped, "stream-dc"), tie=0.05)
+    return (f"  {kind}: {change['mean'][1]:+.3f} +- {change['standard_error'][1]:.3f} dB over {change['clips']} clips, "
+            f"{change['up']} up / {change['down']} down")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data", help="the shared data folder")
@@ -90,7 +101,7 @@ def main() -> int:
     args = parser.parse_args()
     data = Path(args.data)
     for set_name in [s for s in args.sets.split(",") if s]:
-        rows = []
+        rows, changes = [], []
         for kind in [k for k in args.kinds.split(",") if k]:
             groups = SETS[set_name][kind]
             oracles = "ibm-stft,ibm-mel" if kind != "alone" else ""
@@ -104,15 +115,21 @@ def main() -> int:
                         "unrefined": "stream-dc offline, no mask refiner"}.get(mode, f"stream-dc {mode}")
                 rows.append(rows_for(kind, name, result["summary"], "stream-dc", clips))
                 if mode == "offline":
+                    shipped_offline = result
                     for oracle in [o for o in oracles.split(",") if o] + ["mixture"]:
                         rows.append(rows_for(kind, oracle, result["summary"], oracle, clips))
             if args.previous:
                 result = evaluate(data, kind, groups, "stream-dc", args.jobs, ["--model", args.previous])
                 rows.append(rows_for(kind, "previous model offline", result["summary"], "stream-dc",
                                      len(result["clips"])))
+                if kind != "alone" and "offline" in args.modes.split(","):
+                    changes.append(change_line(kind, result, shipped_offline))
         columns = ["set", "system", "clips", "uSDR_voc", "uSDR_acc", "SDRv4_voc", "SDRv4_acc", "GNSDR_voc",
                    "GNSDR_acc", "vocals_share_median_%", "empty_vocals"]
         text = f"machine: {machine()}; held-out set: {set_name}\n" + table(rows, columns)
+        if changes:
+            text += "\nshipped offline against the previous model, per song (uSDR, vocals and accompaniment alike):\n"
+            text += "\n".join(changes)
         print(text)
         write_csv(f"quality_{set_name}.csv", rows)
         (RESULTS / f"quality_{set_name}.txt").write_text(text + "\n")

@@ -56,6 +56,12 @@ def test_tiny_model_learns_to_separate(dataset, tmp_path):
     assert fit_gate([str(tmp_path / "bundle"), "--data", str(dataset), "--offset", "0.25"] + TRAIN) == 0
     refitted = load_bundle(str(tmp_path / "bundle")).config.voice_activity
     assert refitted.offset == 0.25 and refitted.weights.shape == separator.bundle.config.voice_activity.weights.shape
+    assert fit_gate([str(tmp_path / "bundle"), "--data", str(dataset), "--offset", "1.5", "--offset-only"] + TRAIN) == 0
+    reset = load_bundle(str(tmp_path / "bundle")).config.voice_activity
+    assert reset.offset == 1.5
+    np.testing.assert_array_equal(reset.weights, refitted.weights)
+    np.testing.assert_array_equal(reset.bias, refitted.bias)
+    fit_gate([str(tmp_path / "bundle"), "--data", str(dataset), "--offset", "0.25", "--offset-only"] + TRAIN)
     rng = np.random.default_rng(99)  # unseen mixtures
     gains = []
     for _ in range(3):

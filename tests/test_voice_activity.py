@@ -113,3 +113,20 @@ def command_line_vocal_energies(tmp_path, directory, flag: str) -> dict[bool, fl
 def test_command_line_no_voice_gate(tmp_path):
     energies = command_line_vocal_energies(tmp_path, gated_bundle(tmp_path, -60), "--no-voice-gate")
     assert energies[False] < 1e-6 * energies[True]
+
+
+def test_offset_only_changes_the_stored_offset_and_nothing_else(tmp_path, capsys):
+    from training.voice_activity import main as fit_gate
+
+    directory = gated_bundle(tmp_path, -2.5)
+    recipe = ["--data", str(tmp_path / "unread"), "--validation", "none"]  # not read: no fitting happens
+    assert fit_gate([str(directory), "--offset", "2", "--offset-only"] + recipe) == 0
+    changed = load_bundle(directory).config.voice_activity
+    assert changed.offset == 2.0 and changed.bias == -2.5 and not changed.weights.any()
+    capsys.readouterr()
+    values = json.loads((directory / "config.json").read_text())
+    del values["voice_activity"]
+    (directory / "config.json").write_text(json.dumps(values))
+    assert fit_gate([str(directory), "--offset", "2", "--offset-only"] + recipe) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "no voice-activity gate" in error[0] and str(directory) in error[0]

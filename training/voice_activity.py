@@ -117,6 +117,16 @@ def fit_voice_activity(stems: list[Stems], config: MixingConfig, log_mel: LogMel
     return activity, statistics
 
 
+def _store_offset(bundle, offset: float, write_config, log) -> int:
+    """Change only the logit offset of the gate ``bundle`` carries; the weights stay as fitted."""
+    if bundle.config.voice_activity is None:
+        raise ValueError(f"{bundle.directory}: the bundle has no voice-activity gate to set the offset of")
+    bundle.config.voice_activity.offset = offset
+    write_config(bundle.directory, bundle.config)
+    log(f"voice-activity offset {offset:g} written to {bundle.directory}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from stream_dc.bundle import BundleError, load_bundle, write_config
     from stream_dc.datasets import DatasetError
@@ -133,12 +143,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("bundle", help="model bundle folder")
     parser.add_argument("--offset", type=float, default=DEFAULT_OFFSET,
                         help="logit offset stored with the gate (larger: more of the voice stays in the vocals)")
+    parser.add_argument("--offset-only", action="store_true",
+                        help="keep the bundle's fitted gate and store only the new --offset (no data is read)")
     train.add_arguments(parser)  # a training recipe reads as is; only its data and mixing options count here
     args = parser.parse_args(argv)
     handle_sigterm()
     log = (lambda text: print(text, file=sys.stderr, flush=True))
     try:
         bundle = load_bundle(args.bundle)
+        if args.offset_only:
+            return _store_offset(bundle, args.offset, write_config, log)
         training_refs, _ = train.find_clips(args)
         stems = load_all(training_refs, args.workers)
         config = bundle.config

@@ -61,7 +61,8 @@ def test_tiny_model_learns_to_separate(dataset, tmp_path):
     assert reset.offset == 1.5
     np.testing.assert_array_equal(reset.weights, refitted.weights)
     np.testing.assert_array_equal(reset.bias, refitted.bias)
-    fit_gate([str(tmp_path / "bundle"), "--data", str(dataset), "--offset", "0.25", "--offset-only"] + TRAIN)
+    restore = [str(tmp_path / "bundle"), "--data", str(dataset), "--offset", "0.25", "--offset-only"]
+    assert fit_gate(restore + TRAIN) == 0
     rng = np.random.default_rng(99)  # unseen mixtures
     gains = []
     for _ in range(3):

@@ -117,16 +117,6 @@ def fit_voice_activity(stems: list[Stems], config: MixingConfig, log_mel: LogMel
     return activity, statistics
 
 
-def _store_offset(bundle, offset: float, write_config, log) -> int:
-    """Change only the logit offset of the gate ``bundle`` carries; the weights stay as fitted."""
-    if bundle.config.voice_activity is None:
-        raise ValueError(f"{bundle.directory}: the bundle has no voice-activity gate to set the offset of")
-    bundle.config.voice_activity.offset = offset
-    write_config(bundle.directory, bundle.config)
-    log(f"voice-activity offset {offset:g} written to {bundle.directory}")
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     from stream_dc.bundle import BundleError, load_bundle, write_config
     from stream_dc.datasets import DatasetError
@@ -151,18 +141,23 @@ def main(argv: list[str] | None = None) -> int:
     log = (lambda text: print(text, file=sys.stderr, flush=True))
     try:
         bundle = load_bundle(args.bundle)
-        if args.offset_only:
-            return _store_offset(bundle, args.offset, write_config, log)
-        training_refs, _ = train.find_clips(args)
-        stems = load_all(training_refs, args.workers)
         config = bundle.config
-        log_mel = LogMel(config.features, config.feature_mean, config.feature_std)
-        embedders = [window_embedder(EmbeddingModel(bundle, "cpu").embed, config.window_frames, log_mel)]
-        if bundle.chunked_model_bytes is not None:
-            live = PRESETS["live"]
-            embedders.append(chunk_embedder(ChunkedEmbeddingModel(bundle, "cpu"), live.hop, live.lookahead, log_mel))
-        activity, statistics = fit_voice_activity(stems, train.mixing_config(args), log_mel, embedders, args.seed,
-                                                  log)
+        if args.offset_only:  # the fitted gate and its statistics stay
+            if config.voice_activity is None:
+                raise ValueError(f"{bundle.directory}: the bundle has no voice-activity gate to set the offset of")
+            activity, statistics = config.voice_activity, config.provenance.get("voice_activity")
+        else:
+            training_refs, _ = train.find_clips(args)
+            stems = load_all(training_refs, args.workers)
+            log_mel = LogMel(config.features, config.feature_mean, config.feature_std)
+            embedders = [window_embedder(EmbeddingModel(bundle, "cpu").embed, config.window_frames, log_mel)]
+            if bundle.chunked_model_bytes is not None:
+                live = PRESETS["live"]
+                embedders.append(chunk_embedder(ChunkedEmbeddingModel(bundle, "cpu"), live.hop, live.lookahead,
+                                                log_mel))
+            activity, statistics = fit_voice_activity(stems, train.mixing_config(args), log_mel, embedders,
+                                                      args.seed, log)
+            config.provenance["voice_activity"] = statistics
     except (DatasetError, BundleError, ValueError) as error:
         print(f"voice activity: error: {error}", file=sys.stderr)
         return 1
@@ -171,9 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         return exit_status(interrupt)
     activity.offset = args.offset
     config.voice_activity = activity
-    config.provenance["voice_activity"] = statistics
     write_config(bundle.directory, config)
-    log(f"voice activity written to {bundle.directory}: {statistics}")
+    log(f"voice activity (offset {args.offset:g}) written to {bundle.directory}: {statistics}")
     return 0
 
 

@@ -116,7 +116,10 @@ class WindowEngine(_Engine):
 
     def _run_window(self, k: int, first: int, total_frames: int | None) -> None:
         preset = self.preset
-        log_mel = self._frames(first, self.config.window_frames, total_frames)
+        # the first windows start at the stream's first frame instead of reading silence before it: a window that
+        # opens on seconds of silence gives the network a context it never trained on (the graph takes any length)
+        end, first = first + self.config.window_frames, max(first, 0)
+        log_mel = self._frames(first, end - first, total_frames)
         normalised = self.log_mel.normalise(log_mel)
         embeddings = self.model.embed(normalised[None])[0]  # (window, n_mels, dim)
         self.runs += 1
@@ -130,13 +133,15 @@ class WindowEngine(_Engine):
             self.centroids.update(embeddings[region][active[region]])
         # masks of the commit region widened by half the crossfade on each side
         lo, hi = commit - half, commit + preset.hop + half
-        masks = self._masks(embeddings[lo - first:hi - first], normalised[lo - first:hi - first])
         weights = np.ones(hi - lo, np.float32)
         if preset.crossfade:
             ramp = crossfade_weights(preset.crossfade)
             if k > 0:
                 weights[:preset.crossfade] = ramp
             weights[-preset.crossfade:] = ramp[::-1]
+        if lo < first:  # the first window: no frames before the stream's first
+            weights, lo = weights[first - lo:], first
+        masks = self._masks(embeddings[lo - first:hi - first], normalised[lo - first:hi - first])
         self.track.accumulate(lo, masks, weights)
 
 

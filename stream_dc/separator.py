@@ -1,9 +1,12 @@
 """Offline separation: a whole signal in, vocals and accompaniment out.
 
-The paper's test-time procedure: the log-mel features are cut into 500-frame windows (the last one padded with
-silence), the network embeds every time-frequency bin, k-means++ fits two centroids, every bin joins its nearest
-centroid, and each cluster becomes voice or accompaniment by the bundle's reference centroids. When the bundle has
-a voice-activity gate (``activity.py``), each frame's voice mask is scaled by it.
+The paper's test-time procedure: the log-mel features are cut into 500-frame windows, the network embeds every
+time-frequency bin, k-means++ fits two centroids, every bin joins its nearest centroid, and each cluster becomes voice
+or accompaniment by the bundle's reference centroids. When the bundle has a voice-activity gate (``activity.py``),
+each frame's voice mask is scaled by it. Where the paper pads the last window with silence, the last window here
+ends on the last frame and decides the frames the one before it left (a signal shorter than a window is one shorter
+window): a window that closes on seconds of silence gives the network a context it never trained on, and the graph
+takes any length.
 
 Memory stays bounded on long inputs: audio is read twice in blocks (features, then synthesis); only the
 log-mel features and the mask of every frame are held (about 0.3 GB for an hour), and k-means is fitted on a
@@ -121,17 +124,20 @@ class Separator:
         parts.append(frontend.finish(n_samples))
         return np.concatenate(parts), n_samples
 
-    def window(self, log_mel: np.ndarray, start: int) -> np.ndarray:
-        """The normalised window ``(window_frames, n_mels)`` from frame ``start``, padded with silence at the end."""
+    def spans(self, frames: int) -> list[tuple[int, int, int]]:
+        """``(start, first, end)`` of each window over ``frames`` frames: the network reads ``min(window_frames,
+        frames)`` frames from ``start`` and the window decides frames ``[first, end)``."""
         size = self.bundle.config.window_frames
-        window = log_mel[start:start + size]
-        if len(window) < size:
-            silence = self.log_mel.silence_log_mel()
-            window = np.concatenate([window, np.repeat(silence[None], size - len(window), axis=0)])
-        return self.log_mel.normalise(window)
+        last_start = max(0, frames - size)
+        return [(min(first, last_start), first, min(first + size, frames)) for first in range(0, frames, size)]
+
+    def window(self, log_mel: np.ndarray, start: int) -> np.ndarray:
+        """The normalised window ``(min(window_frames, frames - start), n_mels)`` from frame ``start``."""
+        return self.log_mel.normalise(log_mel[start:start + self.bundle.config.window_frames])
 
     def embed(self, windows: list[np.ndarray]) -> list[np.ndarray]:
-        """Embeddings ``(window_frames, n_mels, dim)`` of each window, run in batches."""
+        """Embeddings ``(frames, n_mels, dim)`` of each window ``(frames, n_mels)`` (all of one length), run in
+        batches."""
         out = []
         for i in range(0, len(windows), self.batch_size):
             out.extend(self.model.embed(np.stack(windows[i:i + self.batch_size])))
@@ -140,20 +146,20 @@ class Separator:
     def voice_masks(self, log_mel: np.ndarray) -> np.ndarray:
         """Binary voice masks ``(frames, n_mels)`` float32 for the whole signal's log-mel ``(frames, n_mels)``."""
         config = self.bundle.config
-        size, frames = config.window_frames, len(log_mel)
+        frames = len(log_mel)
         masks = np.zeros_like(log_mel, dtype=np.float32)
         active = self.log_mel.active_bins(log_mel)
         self._fit = None
         if active.sum() < 2:  # silence in, silence out
             return masks
-        starts = list(range(0, frames, size))
+        spans = self.spans(frames)
         # fit on an evenly spread sample of the windows that hold active bins; keep their embeddings
-        candidates = [i for i, s in enumerate(starts) if active[s:s + size].any()]
+        candidates = [i for i, (_, first, end) in enumerate(spans) if active[first:end].any()]
         fit_index = evenly_spread(candidates, self.fit_windows)
-        cached = self._embed_windows(log_mel, starts, fit_index)
+        cached = self._embed_windows(log_mel, spans, fit_index)
         points = np.concatenate([
-            embeddings[:min(size, frames - starts[i])][active[starts[i]:starts[i] + size]]
-            for i, (embeddings, _) in cached.items()])
+            embeddings[first - start:end - start][active[first:end]]
+            for (start, first, end), (embeddings, _) in ((spans[i], cached[i]) for i in cached)])
         rng = np.random.default_rng(self.seed)
         if len(points) > self.fit_points:
             points = points[rng.choice(len(points), self.fit_points, replace=False)]
@@ -163,27 +169,28 @@ class Separator:
         if self.keep_analysis:
             sample = points[rng.choice(len(points), min(len(points), 4000), replace=False)]
             self._fit = (centroids, voice_flags, sample, nearest(sample, centroids))
-        self._assign(cached, starts, masks, centroids, voice_flags)
-        pending = [i for i in range(len(starts)) if i not in fit_index]
+        self._assign(cached, spans, masks, centroids, voice_flags)
+        pending = [i for i in range(len(spans)) if i not in fit_index]
         for group in range(0, len(pending), self.batch_size):
-            self._assign(self._embed_windows(log_mel, starts, pending[group:group + self.batch_size]), starts, masks,
+            self._assign(self._embed_windows(log_mel, spans, pending[group:group + self.batch_size]), spans, masks,
                          centroids, voice_flags)
         return masks
 
-    def _embed_windows(self, log_mel: np.ndarray, starts: list[int], indices: list[int]) -> dict:
-        """Window index -> its embeddings ``(window_frames, n_mels, dim)`` and the normalised window
-        ``(window_frames, n_mels)`` they came from, for the windows ``indices``."""
-        windows = [self.window(log_mel, starts[i]) for i in indices]
+    def _embed_windows(self, log_mel: np.ndarray, spans: list, indices: list[int]) -> dict:
+        """Window index -> its embeddings ``(frames, n_mels, dim)`` and the normalised window ``(frames, n_mels)``
+        they came from, for the windows ``indices`` of ``spans``."""
+        windows = [self.window(log_mel, spans[i][0]) for i in indices]
         return dict(zip(indices, zip(self.embed(windows), windows)))
 
-    def _assign(self, cached: dict, starts: list[int], masks: np.ndarray, centroids, voice_flags) -> None:
-        """Masks of the windows in ``cached`` (see ``_embed_windows``), gated by the frames' voice activity."""
+    def _assign(self, cached: dict, spans: list, masks: np.ndarray, centroids, voice_flags) -> None:
+        """Masks of the frames the windows in ``cached`` decide (see ``_embed_windows``), gated by the frames' voice
+        activity."""
         for i in list(cached):
-            start = starts[i]
-            valid = min(self.bundle.config.window_frames, len(masks) - start)
+            start, first, end = spans[i]
             embeddings, normalised = cached.pop(i)
-            masks[start:start + valid] = gated_voice_mask(embeddings[:valid], normalised[:valid], centroids,
-                                                          voice_flags, self.mask_softness, self.voice_activity)
+            decided = slice(first - start, end - start)
+            masks[first:end] = gated_voice_mask(embeddings[decided], normalised[decided], centroids, voice_flags,
+                                                self.mask_softness, self.voice_activity)
 
     # -- streaming mode ---------------------------------------------------------------------------------------
     def _separate_streaming(self, source: AudioSource, write) -> None:

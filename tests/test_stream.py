@@ -91,6 +91,43 @@ def test_stream_mode_equals_offline_when_masks_do_not_depend_on_context(bundle, 
     np.testing.assert_allclose(accompaniment_stream, accompaniment_offline, atol=2e-5)
 
 
+class RecordingEmbeddings(FeatureRuleEmbeddings):
+    """``FeatureRuleEmbeddings`` that keeps every window it is given."""
+
+    def __init__(self, bundle):
+        super().__init__(bundle)
+        self.windows = []
+
+    def embed(self, features, chunk=None):
+        self.windows.extend(features)
+        return super().embed(features, chunk)
+
+
+@pytest.mark.parametrize("mode, latency", [("offline", None), ("stream", "balanced"), ("stream", "paper")])
+@pytest.mark.parametrize("seconds", [2.0, 9.0])
+def test_windows_read_no_silence_before_the_signal(bundle, mode, latency, seconds):
+    """No window reads silence before the signal's first frame, nor, offline, past its last: the last offline
+    window ends on the last frame (a signal shorter than a window is one shorter window), and a stream's first
+    windows start on its first frame."""
+    audio = mixture(seconds, 16000, seed=4)
+    separator = Separator(bundle, device="cpu", mode=mode, latency=latency or "balanced")
+    separator.model = RecordingEmbeddings(bundle)
+    separator.separate(audio, 16000)
+    windows = separator.model.windows
+    silence = separator.log_mel.normalise(separator.log_mel.silence_log_mel())
+    reads_silence = [bool(np.any(np.all(np.abs(w - silence) < 1e-4, axis=1))) for w in windows]
+    size = bundle.config.window_frames
+    if mode == "offline":
+        assert not any(reads_silence)
+        assert [len(w) for w in windows] == [min(size, len(windows[0]))] * len(windows)
+        assert (len(windows) > 1) == (seconds > size * 0.008)
+    else:
+        preset = PRESETS[latency]
+        assert [len(w) for w in windows] == [min(size, k * preset.hop + preset.hop + preset.lookahead)
+                                             for k in range(len(windows))]
+        assert not any(np.all(np.abs(w[0] - silence) < 1e-4) for w in windows)  # none opens on silence
+
+
 def test_stream_mode_close_to_offline_with_the_model(bundle):
     """With the real network, streaming differs from offline only by its online centroids and shorter context."""
     audio = mixture(8.0, 16000, seed=3)

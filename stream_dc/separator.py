@@ -157,9 +157,7 @@ class Separator:
         candidates = [i for i, (_, first, end) in enumerate(spans) if active[first:end].any()]
         fit_index = evenly_spread(candidates, self.fit_windows)
         cached = self._embed_windows(log_mel, spans, fit_index)
-        points = np.concatenate([
-            embeddings[first - start:end - start][active[first:end]]
-            for (start, first, end), (embeddings, _) in ((spans[i], cached[i]) for i in cached)])
+        points = np.concatenate([embeddings[active[spans[i][1]:spans[i][2]]] for i, (embeddings, _) in cached.items()])
         rng = np.random.default_rng(self.seed)
         if len(points) > self.fit_points:
             points = points[rng.choice(len(points), self.fit_points, replace=False)]
@@ -177,20 +175,21 @@ class Separator:
         return masks
 
     def _embed_windows(self, log_mel: np.ndarray, spans: list, indices: list[int]) -> dict:
-        """Window index -> its embeddings ``(frames, n_mels, dim)`` and the normalised window ``(frames, n_mels)``
-        they came from, for the windows ``indices`` of ``spans``."""
+        """Window index -> the embeddings ``(decided, n_mels, dim)`` and normalised log-mel ``(decided, n_mels)`` of
+        the frames it decides, for the windows ``indices`` of ``spans``."""
         windows = [self.window(log_mel, spans[i][0]) for i in indices]
-        return dict(zip(indices, zip(self.embed(windows), windows)))
+        decided = [slice(spans[i][1] - spans[i][0], spans[i][2] - spans[i][0]) for i in indices]
+        return {i: (embeddings[d], window[d]) for i, embeddings, window, d in
+                zip(indices, self.embed(windows), windows, decided)}
 
     def _assign(self, cached: dict, spans: list, masks: np.ndarray, centroids, voice_flags) -> None:
         """Masks of the frames the windows in ``cached`` decide (see ``_embed_windows``), gated by the frames' voice
         activity."""
         for i in list(cached):
-            start, first, end = spans[i]
+            _, first, end = spans[i]
             embeddings, normalised = cached.pop(i)
-            decided = slice(first - start, end - start)
-            masks[first:end] = gated_voice_mask(embeddings[decided], normalised[decided], centroids, voice_flags,
-                                                self.mask_softness, self.voice_activity)
+            masks[first:end] = gated_voice_mask(embeddings, normalised, centroids, voice_flags, self.mask_softness,
+                                                self.voice_activity)
 
     # -- streaming mode ---------------------------------------------------------------------------------------
     def _separate_streaming(self, source: AudioSource, write) -> None:

@@ -1,7 +1,7 @@
 """Mask engines of the streaming processor: log-mel frames in, voice masks in a ``MelMaskTrack`` out.
 
 Both follow one small protocol: ``process(frames)`` takes the next log-mel frames ``(n, n_mels)`` and runs the
-network wherever enough of them have arrived; ``flush(total_frames)`` runs the rest, reading silence past the end;
+network wherever enough of them have arrived; ``flush(total_frames)`` runs the rest on the frames up to the end;
 ``reset()`` starts over; ``lookahead_frames`` is how many analysis frames past a mask frame its mask reads;
 ``track`` holds the masks, final below ``track.final_end``; ``runs`` counts network runs.
 
@@ -116,9 +116,12 @@ class WindowEngine(_Engine):
 
     def _run_window(self, k: int, first: int, total_frames: int | None) -> None:
         preset = self.preset
-        # the first windows start at the stream's first frame instead of reading silence before it: a window that
-        # opens on seconds of silence gives the network a context it never trained on (the graph takes any length)
+        # windows read only the stream: the first ones start at its first frame and, once the stream has ended, the
+        # last ones stop at its last, instead of reading silence around it; a window that opens or closes on seconds
+        # of silence gives the network a context it never trained on (the graph takes any length)
         end, first = first + self.config.window_frames, max(first, 0)
+        if total_frames is not None:
+            end = min(end, total_frames)
         log_mel = self._frames(first, end - first, total_frames)
         normalised = self.log_mel.normalise(log_mel)
         embeddings = self.model.embed(normalised[None])[0]  # (window, n_mels, dim)
@@ -141,6 +144,8 @@ class WindowEngine(_Engine):
             weights[-preset.crossfade:] = ramp[::-1]
         if lo < first:  # the first window: no frames before the stream's first
             weights, lo = weights[first - lo:], first
+        if hi > end:  # the last windows: no frames past the stream's last
+            weights, hi = weights[:end - lo], end
         masks = self._masks(embeddings[lo - first:hi - first], normalised[lo - first:hi - first])
         self.track.accumulate(lo, masks, weights)
 

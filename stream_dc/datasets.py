@@ -202,6 +202,18 @@ def _load_stems(ref: TrackRef) -> Track:
     return Track(ref.name, ref.group, rate, voice=voice, accompaniment=accompaniment)
 
 
+def split_names(text: str, refs: list[TrackRef]) -> list[str]:
+    """Comma-separated group or track names -> ``[name, ...]``. Pieces that together name one of ``refs``' groups
+    or tracks stay one name, so a name with commas in it (the MUSDB artist "Jokers, Jacks & Kings") can be given."""
+    known = {r.group for r in refs} | {r.name for r in refs}
+    pieces, names, i = text.split(","), [], 0
+    while i < len(pieces):
+        end = next((j for j in range(len(pieces), i + 1, -1) if ",".join(pieces[i:j]) in known), i + 1)
+        names.append(",".join(pieces[i:end]))
+        i = end
+    return [n for n in names if n]
+
+
 def select(refs: list[TrackRef], names: list[str]) -> list[TrackRef]:
     """The tracks whose group or name is in ``names``; every name must match something."""
     wanted = set(names)

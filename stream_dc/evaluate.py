@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import DATASETS, DatasetError, Track, list_tracks, select
+from .datasets import DATASETS, DatasetError, Track, list_tracks, select, split_names
 from .features import (
     ANALYSIS_RATE,
     FeatureConfig,
@@ -302,7 +302,7 @@ def run_evaluate(args) -> int:
     try:
         refs = list_tracks(args.data, args.dataset)
         if args.groups:
-            refs = select(refs, [g for g in args.groups.split(",") if g])
+            refs = select(refs, split_names(args.groups, refs))
         if args.limit:
             refs = refs[:args.limit]
     except DatasetError as error:

@@ -25,7 +25,13 @@ from torch import distributed as dist
 
 from stream_dc.bundle import BundleError, load_bundle
 from stream_dc.cluster import evenly_spread
-from stream_dc.datasets import DATASETS, DatasetError, list_tracks, split_groups
+from stream_dc.datasets import (
+    DATASETS,
+    DatasetError,
+    list_tracks,
+    split_groups,
+    split_names,
+)
 from stream_dc.features import FeatureConfig, LogMel
 from stream_dc.files import replaced_on_success
 from stream_dc.interrupts import exit_status, handle_sigterm
@@ -153,11 +159,12 @@ def parse_sources(data: list[str], default_kind: str) -> list[tuple[str, str]]:
 
 def find_clips(args) -> tuple[list, list]:
     """Training and validation track references over every ``--data`` source (``--holdout`` removed)."""
-    names = lambda text: [n for n in text.split(",") if n]
-    validation, holdout = names(args.validation), names(",".join(args.holdout))
+    sources = [list_tracks(path, kind) for kind, path in parse_sources(args.data, args.dataset)]
+    everything = [r for refs in sources for r in refs]
+    validation = split_names(args.validation, everything)
+    holdout = [n for text in args.holdout for n in split_names(text, everything)]
     train_refs, val_refs, found = [], [], set()
-    for kind, path in parse_sources(args.data, args.dataset):
-        refs = list_tracks(path, kind)
+    for refs in sources:
         known = {r.group for r in refs} | {r.name for r in refs}
         found |= known
         held_out = {r.group for r in refs if r.name in holdout or r.group in holdout}

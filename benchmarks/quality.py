@@ -11,8 +11,9 @@ Every row is ``stream-dc evaluate`` on the same clips:
 
 Two held-out sets exist (see ``training/recipes/pro-music-data.args``): ``validation`` chose the training epoch and the
 mask settings; ``report`` chose nothing and gives the figures README quotes. Systems: the shipped model offline and
-streaming (``balanced``, ``live``), offline without its voice-activity gate or without its mask refiner,
-``--previous`` (another bundle, offline), the oracle binary masks on the STFT and on the 16 kHz mel grid, and the
+streaming (``balanced``, ``live``), offline without its voice-activity gate, without its mask refiner or without
+the Wiener post-filter (not on MIR-1K: mono, where the filter is the masks themselves), ``--previous`` (another
+bundle, offline, with the same runtime), the oracle binary masks on the STFT and on the 16 kHz mel grid, and the
 mixture. With ``--previous``, a line per kind also gives the mean change per song from the previous model to the
 shipped one offline, with its standard error (as ``benchmarks/paired.py``). Writes
 benchmarks/results/quality_<set>.csv and .txt.
@@ -94,9 +95,10 @@ def main() -> int:
     parser.add_argument("--sets", default="report", help="comma-separated: report, validation")
     parser.add_argument("--kinds", default="pro,mir1k,alone", help="comma-separated: pro, mir1k, alone")
     parser.add_argument("--previous", metavar="DIR", help="another bundle to compare (offline)")
-    parser.add_argument("--modes", default="offline,unrefined,ungated,balanced,live",
-                        help="shipped model: offline, ungated (offline without the voice-activity gate), unrefined "
-                             "(offline without the mask refiner), presets")
+    parser.add_argument("--modes", default="offline,unfiltered,unrefined,ungated,balanced,live",
+                        help="shipped model: offline, unfiltered (offline without the Wiener post-filter), ungated "
+                             "(offline without the voice-activity gate), unrefined (offline without the mask "
+                             "refiner), presets")
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
     data = Path(args.data)
@@ -106,12 +108,15 @@ def main() -> int:
             groups = SETS[set_name][kind]
             oracles = "ibm-stft,ibm-mel" if kind != "alone" else ""
             for mode in [m for m in args.modes.split(",") if m]:
+                if mode == "unfiltered" and kind == "mir1k":
+                    continue
                 systems = "stream-dc" + ("," + oracles if mode == "offline" and oracles else "")
-                extra = {"offline": [], "ungated": ["--no-voice-gate"], "unrefined": ["--no-mask-refiner"]}.get(
+                extra = {"offline": [], "ungated": ["--no-voice-gate"], "unrefined": ["--no-mask-refiner"],
+                         "unfiltered": ["--no-wiener"]}.get(
                     mode, ["--mode", "stream", "--latency", mode])
                 result = evaluate(data, kind, groups, systems, args.jobs, extra)
                 clips = len(result["clips"])
-                name = {"ungated": "stream-dc offline, no voice gate",
+                name = {"ungated": "stream-dc offline, no voice gate", "unfiltered": "stream-dc offline, no Wiener filter",
                         "unrefined": "stream-dc offline, no mask refiner"}.get(mode, f"stream-dc {mode}")
                 rows.append(rows_for(kind, name, result["summary"], "stream-dc", clips))
                 if mode == "offline":

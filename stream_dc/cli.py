@@ -112,7 +112,7 @@ def cmd_separate(args) -> int:
     try:
         separator = Separator(args.model, device=args.device, reconstruction=args.reconstruction, mode=args.mode,
                               latency=args.latency, keep_analysis=args.plot, mask_softness=args.mask_softness,
-                              threads=args.threads, voice_gate=args.voice_gate, refine=args.refine)
+                              threads=args.threads, voice_gate=args.voice_gate, refine=args.refine, wiener=args.wiener)
     except (BundleError, DeviceError, ValueError) as error:
         return fail("separate", str(error))
     if not args.quiet:
@@ -267,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency", default="balanced", help="streaming preset for --mode stream")
     p.add_argument("--reconstruction", choices=("projection", "inverse-mel"), default="projection",
                    help="projection: mel mask on each channel's STFT, full band (default); inverse-mel: the paper's")
+    p.add_argument("--no-wiener", dest="wiener", action="store_false",
+                   help="offline: apply the final masks as they are, without the multichannel Wiener post-filter")
     p.add_argument("--subtype", choices=("PCM_16", "PCM_24", "PCM_32", "FLOAT"),
                    help="WAV sample format (default: the input's PCM depth, else 32-bit float)")
     p.add_argument("--plot", action="store_true", help="also write OUT/<name>/separation.png")

@@ -61,6 +61,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--mode", choices=("offline", "stream"), default="offline", help="how stream-dc runs")
     parser.add_argument("--latency", default="balanced", help="streaming preset for --mode stream")
     parser.add_argument("--reconstruction", choices=("projection", "inverse-mel"), default="projection")
+    parser.add_argument("--no-wiener", dest="wiener", action="store_false",
+                        help="offline: apply the final masks as they are, without the multichannel Wiener post-filter")
     parser.add_argument("--bss", choices=("v3", "v4", "none"), default="v3",
                         help="v3: mir_eval over whole clips; v4: museval framewise medians; none: uSDR only")
 
@@ -181,7 +183,7 @@ def _init_worker(options: dict) -> None:
             os.environ["STREAM_DC_THREADS"] = str(threads)
         _WORKER["separator"] = Separator(options["model"], device=options["device"], mode=options["mode"],
                                          mask_softness=options["mask_softness"], voice_gate=options["voice_gate"],
-                                         refine=options["refine"],
+                                         refine=options["refine"], wiener=options["wiener"],
                                          latency=options["latency"], reconstruction=options["reconstruction"])
 
 
@@ -311,6 +313,7 @@ def run_evaluate(args) -> int:
     jobs = args.jobs or os.cpu_count() or 1
     options = {"systems": systems, "model": args.model, "device": args.device, "mode": args.mode,
                "mask_softness": args.mask_softness, "voice_gate": args.voice_gate, "refine": args.refine,
+               "wiener": args.wiener,
                "latency": args.latency, "reconstruction": args.reconstruction, "bss": args.bss,
                "threads": args.threads or (1 if jobs > 1 else None)}
     started = time.perf_counter()
@@ -344,7 +347,8 @@ def run_evaluate(args) -> int:
     if args.json:
         report = {"dataset": args.dataset, "data": str(args.data), "groups": args.groups, "mode": args.mode,
                   "latency": args.latency if args.mode == "stream" else None, "bss": args.bss,
-                  "reconstruction": args.reconstruction, "model": args.model or "default", "clips": clips,
+                  "reconstruction": args.reconstruction, "wiener": args.wiener and args.mode == "offline",
+                  "model": args.model or "default", "clips": clips,
                   "summary": summary, "minutes": total / 60}
         with replaced_on_success(args.json) as temporary:
             temporary.write_text(json.dumps(report, indent=1))

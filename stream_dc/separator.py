@@ -48,13 +48,14 @@ class Separator:
 
     ``separate(audio, sample_rate)`` takes ``(samples,)`` or ``(samples, channels)`` float audio at any rate and
     returns ``(vocals, accompaniment)`` of the same shape. ``mode='stream'`` runs the streaming processor
-    instead (with ``latency`` preset) and trims its latency, so the result aligns with the input.
+    instead (with ``latency`` preset) and trims its latency, so the result aligns with the input. ``wiener``
+    applies the multichannel Wiener post-filter (``stream_dc.wiener``) offline; streaming never does.
     """
 
     def __init__(self, bundle: Bundle | str | None = None, device: str = "auto", reconstruction: str = "projection",
                  mode: str = "offline", latency: str = "balanced", fit_windows: int = 32, fit_points: int = 40_000,
                  batch_size: int = 4, seed: int = 0, keep_analysis: bool = False, mask_softness: float | None = None,
-                 threads: int | None = None, voice_gate: bool = True, refine: bool = True):
+                 threads: int | None = None, voice_gate: bool = True, refine: bool = True, wiener: bool = True):
         if reconstruction not in RECONSTRUCTIONS:
             raise ValueError(f"unknown reconstruction {reconstruction!r}: choose one of {', '.join(RECONSTRUCTIONS)}")
         if mode not in ("offline", "stream"):
@@ -73,6 +74,7 @@ class Separator:
         self.mask_softness = config.mask_softness if mask_softness is None else float(mask_softness)
         self.voice_activity = config.voice_activity if voice_gate else None
         self.refiner = config.mask_refiner if refine else None
+        self.wiener = wiener
         self.analysis: Analysis | None = None  # the last offline run's, when keep_analysis is set
         self._fit: tuple | None = None
 
@@ -103,7 +105,7 @@ class Separator:
             self.analysis = Analysis(log_mel, masks, *self._fit)
         track = MelMaskTrack.from_array(masks)
         synthesis = make_synthesis(self.reconstruction, self.bundle.config.features, source.sample_rate, source.channels,
-                                   self.refiner)
+                                   self.refiner, self.wiener)
         for block in source.blocks():
             synthesis.push(block)
             write(*synthesis.synthesise(track))

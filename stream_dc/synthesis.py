@@ -2,7 +2,9 @@
 
 ``ProjectionSynthesis`` (the default) masks every channel's STFT at the input's own rate, full band, and
 resynthesises by overlap-add: the stems keep the mixture's fine structure and sum back to the mixture. When the
-bundle carries a mask refiner (``refine``), it corrects the projected masks bin by bin before they apply.
+bundle carries a mask refiner (``refine``), it corrects the projected masks bin by bin before they apply; with
+``wiener`` (offline only: it reads whole segments) the multichannel Wiener filter of ``stream_dc.wiener`` turns the
+final masks into the voice's spectra.
 ``InverseMelSynthesis`` is the paper's path: 16 kHz, pseudo-inverse mel magnitudes with the mixture's phase,
 resampled back to the input rate (nothing above 8 kHz survives).
 
@@ -22,6 +24,7 @@ from .masks import InverseMel, MaskProjector, MelMaskTrack
 from .refine import MaskRefiner, bin_frequencies
 from .resample import Resampler
 from .stft import FrameAnalyzer, OverlapAdd, StftGeometry
+from .wiener import SEGMENT_FRAMES, wiener_voice
 
 RECONSTRUCTIONS = ("projection", "inverse-mel")
 
@@ -60,6 +63,16 @@ class _MaskedStft:
         """Analysis position of the oldest frame still waiting, or None."""
         return float(self.positions(self.pending[0][0], 1)[0]) if self.pending else None
 
+    @property
+    def pending_frames(self) -> int:
+        return sum(len(spectra) for _, spectra in self.pending)
+
+    def join_pending(self) -> None:
+        """Make the frames waiting one run, so that ``synthesise`` hands them to ``apply`` together."""
+        if len(self.pending) > 1:
+            first = self.pending[0][0]
+            self.pending = deque([(first, np.concatenate([spectra for _, spectra in self.pending]))])
+
     def _mixture_minus(self, voice: np.ndarray) -> np.ndarray:
         """The next ``len(voice)`` mixture samples (zeros past the input's end) minus ``voice``."""
         mixture, self.mixture = self.mixture[:len(voice)], self.mixture[len(voice):]
@@ -95,10 +108,11 @@ class _MaskedStft:
 class ProjectionSynthesis:
     """Mel masks projected onto each channel's STFT at the input rate; see the module docstring."""
 
-    def __init__(self, features: FeatureConfig, sample_rate: int, channels: int, refiner: MaskRefiner | None = None):
+    def __init__(self, features: FeatureConfig, sample_rate: int, channels: int, refiner: MaskRefiner | None = None,
+                 wiener: bool = False):
         geometry = StftGeometry.for_rate(sample_rate)
         self.projector = MaskProjector(features, sample_rate, geometry.n_fft, geometry.hop)
-        self.refiner = refiner
+        self.refiner, self.wiener = refiner, wiener
         self.frequencies = bin_frequencies(sample_rate, geometry.n_fft)
         self.stft = _MaskedStft(geometry, channels, self.projector.analysis_positions, complementary=True)
         self.total: int | None = None
@@ -116,7 +130,8 @@ class ProjectionSynthesis:
 
     def _apply(self, spectra: np.ndarray, mel_masks: np.ndarray) -> np.ndarray:
         """The voice's spectra ``(frames, bins, channels)``; the accompaniment is the mixture minus the voice."""
-        return spectra * self.voice_masks(spectra, mel_masks)[:, :, None]
+        masks = self.voice_masks(spectra, mel_masks)
+        return wiener_voice(spectra, masks) if self.wiener else spectra * masks[:, :, None]
 
     def voice_masks(self, spectra: np.ndarray, mel_masks: np.ndarray) -> np.ndarray:
         """Masks ``(frames, bins)`` on the native STFT: the projected mel masks, refined when there is a refiner."""
@@ -124,6 +139,11 @@ class ProjectionSynthesis:
         return masks if self.refiner is None else self.refiner.refine(masks, spectra, self.frequencies)
 
     def synthesise(self, track: MelMaskTrack) -> tuple[np.ndarray, np.ndarray]:
+        if self.wiener:  # the filter reads a segment at a time: wait for one (or the end), then hand it over whole
+            if self.total is None and self.stft.pending_frames < SEGMENT_FRAMES:
+                empty = np.zeros((0, self.stft.channels), np.float32)
+                return empty, empty
+            self.stft.join_pending()
         voice, accompaniment = self.stft.synthesise(track, self._apply)
         if self.total is not None:  # the last frames reach past the end of the signal
             keep = max(0, min(len(voice), self.total - self.emitted))
@@ -176,10 +196,10 @@ class InverseMelSynthesis:
 
 
 def make_synthesis(reconstruction: str, features: FeatureConfig, sample_rate: int, channels: int,
-                   refiner: MaskRefiner | None = None):
-    """The synthesis for ``reconstruction``; the mask refiner applies to projection only (it is fitted there)."""
+                   refiner: MaskRefiner | None = None, wiener: bool = False):
+    """The synthesis for ``reconstruction``; the mask refiner and the Wiener filter apply to projection only."""
     if reconstruction == "projection":
-        return ProjectionSynthesis(features, sample_rate, channels, refiner)
+        return ProjectionSynthesis(features, sample_rate, channels, refiner, wiener)
     if reconstruction == "inverse-mel":
         return InverseMelSynthesis(features, sample_rate, channels)
     raise ValueError(f"unknown reconstruction {reconstruction!r}: choose one of {', '.join(RECONSTRUCTIONS)}")

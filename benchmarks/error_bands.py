@@ -3,8 +3,8 @@
     python benchmarks/error_bands.py --data ../shared/data [--set validation] [--model DIR]
 
 For each held-out MUSDB18 song (``--set``, see ``benchmarks/quality.py``), the shipped pipeline's voice mask on the
-input's own STFT (clustering, voice-activity gate and mask refiner, exactly as ``stream-dc separate`` applies it) is
-compared with the stems, per frequency band:
+input's own STFT (clustering, voice-activity gate and mask refiner, exactly as ``stream-dc separate`` applies it,
+before its Wiener post-filter) is compared with the stems, per frequency band:
 - ``error``: the error energy ``sum |mask * X - V|^2`` in the band over the song's accompaniment energy (the
   accompaniment's error equals the vocals' error, since the stems sum to the mixture), split into the voice left in
   the accompaniment ``sum |(1 - mask) V|^2`` and the accompaniment taken into the vocals ``sum |mask A|^2`` (the two
@@ -50,20 +50,26 @@ def song_masks(separator, track):
 
 
 def held_out_songs_arguments(description: str) -> argparse.Namespace:
-    """``--data``, ``--set`` and ``--model``, as the benchmarks on held-out MUSDB18 songs take them."""
+    """``--data``, ``--set`` and ``--model``, as the benchmarks on held-out MUSDB18 songs take them (``--set
+    training``: the MUSDB18 songs of neither held-out set, which the model trained on)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--set", default="validation", choices=sorted(SETS))
+    parser.add_argument("--set", default="validation", choices=[*sorted(SETS), "training"])
     parser.add_argument("--model", default=None, help="bundle folder (default: the shipped one)")
     return parser.parse_args()
 
 
 def held_out_songs(data: Path, set_name: str) -> list:
-    """The MUSDB18 songs (``TrackRef``) of the held-out set ``set_name`` (see ``benchmarks/quality.py``)."""
+    """The MUSDB18 songs (``TrackRef``) of the held-out set ``set_name`` (see ``benchmarks/quality.py``), or of
+    neither (``training``)."""
     from stream_dc.datasets import list_tracks
 
+    refs = list_tracks(data / "musdb18-7", "musdb")
+    if set_name == "training":
+        held_out = {group for songs in SETS.values() for group in songs["pro"]}
+        return [r for r in refs if r.group not in held_out]
     groups = set(SETS[set_name]["pro"])
-    return [r for r in list_tracks(data / "musdb18-7", "musdb") if r.group in groups]
+    return [r for r in refs if r.group in groups]
 
 
 def main() -> int:

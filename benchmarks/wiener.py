@@ -1,15 +1,17 @@
-"""A multichannel Wiener post-filter on the offline masks, measured on held-out professionally produced songs.
+"""Variants of the multichannel Wiener post-filter on the offline masks, measured on professionally produced songs.
 
-    python benchmarks/wiener.py --data ../shared/data [--set validation] [--model DIR]
+    python benchmarks/wiener.py --data ../shared/data [--set validation|report|training] [--model DIR]
 
-For each held-out MUSDB18 song (``--set``, see ``benchmarks/quality.py``), the shipped pipeline's voice mask on the
-song's own STFT (clustering, gate and refiner, as ``stream-dc separate`` applies it; see ``benchmarks/error_bands.py``)
+For each MUSDB18 song of ``--set`` (see ``benchmarks/error_bands.py``), the shipped pipeline's voice mask on the
+song's own STFT (clustering, gate and refiner, as ``stream-dc separate`` applies it before its post-filter)
 gives the two sources' magnitude estimates ``mask**p * |X|`` and ``(1 - mask)**p * |X|`` on each channel. norbert's
 ``wiener`` (the maintained implementation of the multichannel Wiener filter, as in open-unmix) then fits a spatial
 covariance per source and frequency and refines the vocals' STFT by expectation-maximisation; the accompaniment is
-the mixture minus the vocals, as in stream-dc. Prints, for each variant (EM iterations, exponent ``p``), the median and
-mean uSDR of vocals and accompaniment and the mean change per song against the pipeline as it is (a song's vocals and
-accompaniment change by the same amount), with its standard error. Writes benchmarks/results/wiener_SET.txt.
+the mixture minus the vocals, as in stream-dc. One iteration with ``p = 0.5`` is what stream-dc applies offline
+(``stream_dc.wiener``, the same step). Prints, for each variant (EM iterations, exponent ``p``), the median and mean
+uSDR of vocals and accompaniment and the mean change per song against the masks without the filter (``--no-wiener``;
+a song's vocals and accompaniment change by the same amount), with its standard error. Writes
+benchmarks/results/wiener_SET.txt.
 """
 from __future__ import annotations
 
@@ -50,7 +52,8 @@ def main() -> int:
 
     refs = held_out_songs(args.data, args.set)
     separator = Separator(args.model, device="cpu")
-    names = ["as is"] + [f"{iterations} iteration{'s' * (iterations > 1)}, p = {p:g}" for iterations, p in VARIANTS]
+    names = ["no filter"] + [f"{iterations} iteration{'s' * (iterations > 1)}, p = {p:g}"
+                             + (" (shipped)" if (iterations, p) == (1, 0.5) else "") for iterations, p in VARIANTS]
     scores = {name: {} for name in names}  # variant -> song -> (2,) uSDR of vocals and accompaniment
     for ref in refs:
         track = ref.load()
@@ -63,14 +66,15 @@ def main() -> int:
                                                  usdr(track.accompaniment, mixture - vocals)])
         print(f"{track.name}: done", file=sys.stderr, flush=True)
 
+    width = max(len(name) for name in names)
     lines = [(f"Multichannel Wiener post-filter (norbert) on the offline masks: {len(refs)} MUSDB18 songs of the "
               f"{args.set} set, model {args.model or 'shipped'}; {machine()}"),
-             f"{'variant':>24}  {'median uSDR v / a':>17}  {'mean uSDR v / a':>15}  {'change per song':>17}  up / down",
+             f"{'variant':>{width}}  {'median uSDR v / a':>17}  {'mean uSDR v / a':>15}  {'change per song':>17}  up / down",
              ]
     for name in names:
         values = np.stack(list(scores[name].values()))
-        change = paired_change(scores["as is"], scores[name], tie=0.05)
-        lines.append(f"{name:>24}  {np.median(values[:, 0]):7.2f} / {np.median(values[:, 1]):5.2f}  "
+        change = paired_change(scores["no filter"], scores[name], tie=0.05)
+        lines.append(f"{name:>{width}}  {np.median(values[:, 0]):7.2f} / {np.median(values[:, 1]):5.2f}  "
                      f"{values[:, 0].mean():6.2f} / {values[:, 1].mean():5.2f}  "
                      f"{change['mean'][1]:+7.3f} +- {change['standard_error'][1]:5.3f}  "
                      f"{change['up']} / {change['down']}")

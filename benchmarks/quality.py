@@ -51,6 +51,12 @@ SETS = {
                   "orchestral__Tandemonium__Krampus_Workshop"],
     },
 }
+OFFLINE_VARIANTS = {  # mode -> (evaluate's options, row name); other modes are streaming presets
+    "offline": ([], "stream-dc offline"),
+    "unfiltered": (["--no-wiener"], "stream-dc offline, no Wiener filter"),
+    "unrefined": (["--no-mask-refiner"], "stream-dc offline, no mask refiner"),
+    "ungated": (["--no-voice-gate"], "stream-dc offline, no voice gate"),
+}
 DATASETS = {"pro": ("musdb", "musdb18-7", "v4"), "mir1k": ("mir1k", "mir1k", "v3"),
             "alone": ("instrumental", "instrumental", "none")}
 
@@ -111,13 +117,10 @@ def main() -> int:
                 if mode == "unfiltered" and kind == "mir1k":
                     continue
                 systems = "stream-dc" + ("," + oracles if mode == "offline" and oracles else "")
-                extra = {"offline": [], "ungated": ["--no-voice-gate"], "unrefined": ["--no-mask-refiner"],
-                         "unfiltered": ["--no-wiener"]}.get(
-                    mode, ["--mode", "stream", "--latency", mode])
+                extra, name = OFFLINE_VARIANTS.get(mode, (["--mode", "stream", "--latency", mode],
+                                                          f"stream-dc {mode}"))
                 result = evaluate(data, kind, groups, systems, args.jobs, extra)
                 clips = len(result["clips"])
-                name = {"ungated": "stream-dc offline, no voice gate", "unfiltered": "stream-dc offline, no Wiener filter",
-                        "unrefined": "stream-dc offline, no mask refiner"}.get(mode, f"stream-dc {mode}")
                 rows.append(rows_for(kind, name, result["summary"], "stream-dc", clips))
                 if mode == "offline":
                     shipped_offline = result

@@ -347,7 +347,8 @@ def run_evaluate(args) -> int:
     if args.json:
         report = {"dataset": args.dataset, "data": str(args.data), "groups": args.groups, "mode": args.mode,
                   "latency": args.latency if args.mode == "stream" else None, "bss": args.bss,
-                  "reconstruction": args.reconstruction, "wiener": args.wiener and args.mode == "offline",
+                  "reconstruction": args.reconstruction,
+                  "wiener": args.wiener and args.mode == "offline" and args.reconstruction == "projection",
                   "model": args.model or "default", "clips": clips,
                   "summary": summary, "minutes": total / 60}
         with replaced_on_success(args.json) as temporary:

@@ -112,7 +112,8 @@ class ProjectionSynthesis:
                  wiener: bool = False):
         geometry = StftGeometry.for_rate(sample_rate)
         self.projector = MaskProjector(features, sample_rate, geometry.n_fft, geometry.hop)
-        self.refiner, self.wiener = refiner, wiener
+        self.refiner = refiner
+        self.wiener = wiener and channels > 1  # on one channel the filter is the masks: no segments to wait for
         self.frequencies = bin_frequencies(sample_rate, geometry.n_fft)
         self.stft = _MaskedStft(geometry, channels, self.projector.analysis_positions, complementary=True)
         self.total: int | None = None

@@ -8,6 +8,7 @@ import pytest
 from stream_dc.audio import BLOCK
 from stream_dc.evaluate import whole_stft
 from stream_dc.separator import Separator
+from stream_dc.stft import StftGeometry
 from stream_dc.wiener import SEGMENT_FRAMES, wiener_voice
 from tests.test_refine import spectra
 
@@ -65,7 +66,8 @@ def test_offline_separation_filters_stereo_by_segments_and_keeps_the_mixture(bun
     from tests.synthetic import accompaniment, voice
 
     rate, rng = 16000, np.random.default_rng(5)
-    seconds = 2.5 * SEGMENT_FRAMES * 0.008
+    hop = StftGeometry.for_rate(rate).hop  # samples per native STFT frame
+    seconds = 2.5 * SEGMENT_FRAMES * hop / rate
     v, a = voice(seconds, rate, rng), accompaniment(seconds, rate, rng)
     mix = np.stack([v + a, v + 0.3 * a], axis=1).astype(np.float32)
     vocals_plain, _ = Separator(bundle, device="cpu", wiener=False).separate(mix, rate)
@@ -77,7 +79,7 @@ def test_offline_separation_filters_stereo_by_segments_and_keeps_the_mixture(bun
     monkeypatch.setattr(synthesis, "wiener_voice", lambda x, m: segments.append(len(x)) or wiener_voice(x, m))
     again, _ = Separator(bundle, device="cpu").separate(mix, rate)
     np.testing.assert_array_equal(again, vocals)
-    block_frames = -(-BLOCK // 128)  # 16 kHz frames of 128 samples in one block read
+    block_frames = -(-BLOCK // hop)  # frames in one block read
     assert len(segments) == 3 and sum(segments) == len(whole_stft(mix, rate)[1])
     assert all(SEGMENT_FRAMES <= n <= SEGMENT_FRAMES + block_frames for n in segments[:-1])
 

@@ -171,8 +171,10 @@ class ChunkEngine(_Engine):
                     break
             elif first >= total_frames:
                 break
-            log_mel = self._frames(first, chunk + lookahead, total_frames)
-            decided = chunk if total_frames is None else min(chunk, total_frames - first)
+            size, decided = chunk + lookahead, chunk
+            if total_frames is not None:  # the stream has ended: the last chunks read up to its last frame only
+                size, decided = min(size, total_frames - first), min(chunk, total_frames - first)
+            log_mel = self._frames(first, size, total_frames)
             normalised = self.log_mel.normalise(log_mel)
             embeddings = self.model.embed(normalised, decided)  # (decided, n_mels, dim)
             self.runs += 1

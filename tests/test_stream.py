@@ -101,21 +101,24 @@ class RecordingEmbeddings(FeatureRuleEmbeddings):
         self.windows = []
 
     def embed(self, features, chunk=None):
-        self.windows.extend(features)
+        self.windows.extend(features if chunk is None else [features])  # windows come batched, chunks not
         return super().embed(features, chunk)
 
 
-@pytest.mark.parametrize("mode, latency", [("offline", None), ("stream", "balanced"), ("stream", "paper")])
+@pytest.mark.parametrize("mode, latency", [("offline", None), ("stream", "balanced"), ("stream", "paper"),
+                                           ("stream", "live")])
 @pytest.mark.parametrize("seconds", [2.0, 9.0])
 def test_windows_read_no_silence_around_the_signal(bundle, mode, latency, seconds):
     """No window reads silence before the signal's first frame nor past its last: the last offline window ends on
     the last frame (a signal shorter than a window is one shorter window); a stream's first windows start on its
-    first frame and, once it has ended, its last ones stop at its last."""
+    first frame and, once it has ended, its last ones (the latency-controlled BLSTM's last chunks too) stop at its
+    last."""
     audio = mixture(seconds, 16000, seed=4)
     separator = Separator(bundle, device="cpu", mode=mode, latency=latency or "balanced")
-    separator.model = RecordingEmbeddings(bundle)
+    separator.model = separator.chunk_model = RecordingEmbeddings(bundle)
     separator.separate(audio, 16000)
     windows = separator.model.windows
+    assert windows
     silence = separator.log_mel.normalise(separator.log_mel.silence_log_mel())
     silent_frames = [np.all(np.abs(w - silence) < 1e-4, axis=1) for w in windows]  # (frames,) per window
     size, features = bundle.config.window_frames, bundle.config.features
@@ -125,8 +128,10 @@ def test_windows_read_no_silence_around_the_signal(bundle, mode, latency, second
         assert (len(windows) > 1) == (seconds > size * features.hop_length / features.sample_rate)
     else:
         preset, total = PRESETS[latency], len(separator.analyse(AudioSource.from_array(audio, 16000))[0])
-        ends = [k * preset.hop + preset.hop + preset.lookahead for k in range(len(windows))]
-        assert [len(w) for w in windows] == [min(end, total) - max(0, end - size) for end in ends]
+        starts = [k * preset.hop for k in range(len(windows))]
+        ends = [start + preset.hop + preset.lookahead for start in starts]
+        firsts = starts if preset.chunked else [max(0, end - size) for end in ends]
+        assert [len(w) for w in windows] == [min(end, total) - first for first, end in zip(firsts, ends)]
 
 
 def test_stream_mode_close_to_offline_with_the_model(bundle):

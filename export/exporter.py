@@ -119,7 +119,7 @@ def export_chunked(config: ModelConfig, stored: dict, features: np.ndarray, weig
             report["int8_mean_cosine"] = min(report.get("int8_mean_cosine", 1.0), cosine)
             if not (cosine >= min_cosine and largest <= max_abs):
                 raise ExportError(f"the int8 chunked graph strays from float32 (mean cosine {cosine:.5f}, largest "
-                                  f"difference {largest:.3f}): bundle not written")
+                                  f"difference {largest:.3f}): bundle not written; export with --weights float16 instead")
     return model_bytes, report
 
 
@@ -166,7 +166,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, weight_dtype:
         quantization = {"mean_cosine_vs_float32": cosine, "max_abs_vs_float32": largest}
         if not (cosine >= quantized_min_cosine and largest <= quantized_max_abs):
             raise ExportError(f"int8 model strays from float32 (mean cosine {cosine:.5f}, largest difference "
-                              f"{largest:.3f}): bundle not written")
+                              f"{largest:.3f}): bundle not written; export with --weights float16 instead")
     chunked_bytes, chunked = export_chunked(config, stored, features[:, :CHUNK_CHECK_FRAMES], weight_dtype, graph_dtype,
                                             tolerance, quantized_min_cosine, quantized_max_abs)
     with torch.no_grad():  # effect of the weight storage precision on the trained network's output

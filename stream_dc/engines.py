@@ -67,15 +67,12 @@ class _Engine:
         self.track.total_frames = total_frames
         self.track.finalise(total_frames)
 
-    def _frames(self, first: int, size: int, total_frames: int | None) -> np.ndarray:
-        """Log-mel frames ``[first, first + size)``; frames before 0 or past the end are silence."""
-        out = np.repeat(self.log_mel.silence_log_mel()[None], size, axis=0)
-        lo, hi = max(first, self.features_start), min(first + size, self.available)
-        if total_frames is not None:
-            hi = min(hi, total_frames)
-        if hi > lo:
-            out[lo - first:hi - first] = self.features[lo - self.features_start:hi - self.features_start]
-        return out
+    def _frames(self, first: int, size: int) -> np.ndarray:
+        """Buffered log-mel frames ``[first, first + size)`` ``(size, n_mels)``: both engines read only the stream,
+        never before its first frame nor past its last."""
+        start = first - self.features_start
+        assert start >= 0 and first + size <= self.available, "a window or chunk reached outside the stream"
+        return self.features[start:start + size]
 
     def _discard_before(self, frame: int) -> None:
         drop = min(max(0, frame - self.features_start), len(self.features))
@@ -122,7 +119,7 @@ class WindowEngine(_Engine):
         end, first = first + self.config.window_frames, max(first, 0)
         if total_frames is not None:
             end = min(end, total_frames)
-        log_mel = self._frames(first, end - first, total_frames)
+        log_mel = self._frames(first, end - first)
         normalised = self.log_mel.normalise(log_mel)
         embeddings = self.model.embed(normalised[None])[0]  # (window, n_mels, dim)
         self.runs += 1
@@ -174,7 +171,7 @@ class ChunkEngine(_Engine):
             size, decided = chunk + lookahead, chunk
             if total_frames is not None:  # the stream has ended: the last chunks read up to its last frame only
                 size, decided = min(size, total_frames - first), min(chunk, total_frames - first)
-            log_mel = self._frames(first, size, total_frames)
+            log_mel = self._frames(first, size)
             normalised = self.log_mel.normalise(log_mel)
             embeddings = self.model.embed(normalised, decided)  # (decided, n_mels, dim)
             self.runs += 1

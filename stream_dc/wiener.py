@@ -53,10 +53,11 @@ def wiener_voice(spectra: np.ndarray, masks: np.ndarray) -> np.ndarray:
     if len(spectra) == 0 or spectra.shape[2] == 1:  # one channel: the filter is the masks themselves
         return (spectra * masks[:, :, None]).astype(np.complex64)
     x = spectra.astype(np.complex128)
+    amplitude = np.abs(x)  # (frames, bins, channels)
     voice = np.clip(masks, 0.0, 1.0).astype(np.float64)[:, :, None]
-    magnitudes = [voice ** 0.5 * np.abs(x), (1.0 - voice) ** 0.5 * np.abs(x)]  # (frames, bins, channels) each
+    magnitudes = [voice ** 0.5 * amplitude, (1.0 - voice) ** 0.5 * amplitude]  # (frames, bins, channels) each
     total = magnitudes[0] + magnitudes[1]
-    scale = max(1.0, float(np.abs(x).max()) / 10.0)
+    scale = max(1.0, float(amplitude.max()) / 10.0)
     x = x / scale
     estimates = [magnitude / (EPS + total) * x for magnitude in magnitudes]
     if x.shape[2] == 2:

@@ -123,6 +123,12 @@ def test_offset_only_changes_the_stored_offset_and_nothing_else(tmp_path, capsys
     assert fit_gate([str(directory), "--offset", "2", "--offset-only"] + recipe) == 0
     changed = load_bundle(directory).config.voice_activity
     assert changed.offset == 2.0 and changed.bias == -2.5 and not changed.weights.any()
+    assert fit_gate([str(directory), "--offset", "1.5", "--offset-only"]) == 0  # no recipe needed either
+    assert load_bundle(directory).config.voice_activity.offset == 1.5
+    with pytest.raises(SystemExit) as usage:  # fitting does need the data
+        fit_gate([str(directory), "--offset", "1.5"])
+    assert usage.value.code == 2
+    assert "--data, --validation" in capsys.readouterr().err
     capsys.readouterr()
     values = json.loads((directory / "config.json").read_text())
     del values["voice_activity"]

@@ -58,11 +58,13 @@ from .voice_activity import fit_voice_activity
 VALIDATION_STREAM = 1 << 30  # random stream of the validation remixes, apart from every epoch's
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, action="append", metavar="[KIND:]PATH",
+def add_arguments(parser: argparse.ArgumentParser, data_required: bool = True) -> None:
+    """The training options; ``data_required=False`` leaves ``--data`` and ``--validation`` to the caller's
+    checks (a command with a mode that reads no data)."""
+    parser.add_argument("--data", required=data_required, action="append", metavar="[KIND:]PATH",
                         help=f"dataset folder, repeatable; KIND is one of {', '.join(DATASETS)} (default: --dataset)")
     parser.add_argument("--dataset", choices=DATASETS, default="mir1k", help="KIND of a --data without one")
-    parser.add_argument("--validation", required=True,
+    parser.add_argument("--validation", required=data_required,
                         help="comma-separated singers, artists, tracks or files held out for validation")
     parser.add_argument("--holdout", action="append", default=[],
                         help="comma-separated groups or tracks left out entirely (kept for reporting); repeatable, "

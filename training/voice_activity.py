@@ -135,8 +135,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="logit offset stored with the gate (larger: more of the voice stays in the vocals)")
     parser.add_argument("--offset-only", action="store_true",
                         help="keep the bundle's fitted gate and store only the new --offset (no data is read)")
-    train.add_arguments(parser)  # a training recipe reads as is; only its data and mixing options count here
+    # a training recipe reads as is; only its data and mixing options count here, and none with --offset-only
+    train.add_arguments(parser, data_required=False)
     args = parser.parse_args(argv)
+    if not args.offset_only and (not args.data or args.validation is None):
+        parser.error("the following arguments are required to fit the gate: --data, --validation")
     handle_sigterm()
     log = (lambda text: print(text, file=sys.stderr, flush=True))
     try:

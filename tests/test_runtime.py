@@ -310,17 +310,18 @@ def test_golden_masks_of_the_shipped_model():
     """The shipped model's masks on a fixed input, against the stored summary (``tests/golden/shipped_masks.py``
     rewrites it after a deliberate change to the model or the pipeline).
 
-    The summary was written on another machine. On an AVX2-only machine (ONNX Runtime picks its CPU kernels by
-    instruction set) the frame means differ from it by 0.004 at the median and up to 0.03 in a few frames, with ONNX
-    Runtime 1.31 or 1.32 and numpy 2.3 or 2.4 alike. A deliberate change moves them further: mask softness 3 or 5
-    instead of 4 moves the median frame by 0.012-0.014 and a band by 0.02-0.03; no voice gate by 0.15."""
+    The summary was written on another machine. ONNX Runtime picks its CPU kernels by instruction set: on an
+    AVX2-only machine the frame means differ from it by 0.004 at the median and up to 0.03 in a few frames (ONNX
+    Runtime 1.31 or 1.32, numpy 2.3 or 2.4 alike); on an AVX-512 VNNI machine by 0.004 at the median, up to 0.052 in
+    one frame and up to 0.011 in a band. A deliberate change moves them further: mask softness 3 or 5 instead of 4
+    moves the median frame by 0.009-0.017 and a band by 0.018-0.03; no voice gate by 0.15."""
     from tests.golden.shipped_masks import GOLDEN, summary
 
     expected, got = json.loads(GOLDEN.read_text()), summary()
-    np.testing.assert_allclose(got["band_means"], expected["band_means"], atol=0.01)
+    np.testing.assert_allclose(got["band_means"], expected["band_means"], atol=0.015)
     frame_differences = np.abs(np.subtract(got["frame_means"], expected["frame_means"]))
     assert len(frame_differences) == len(expected["frame_means"])
-    assert np.median(frame_differences) < 0.008 and frame_differences.max() < 0.05, (
+    assert np.median(frame_differences) < 0.008 and frame_differences.max() < 0.08, (
         f"frame means: median difference {np.median(frame_differences):.4f}, largest {frame_differences.max():.4f}")
     assert got["vocals_share_offline"] == pytest.approx(expected["vocals_share_offline"], abs=0.005)
     assert got["vocals_share_live"] == pytest.approx(expected["vocals_share_live"], abs=0.005)

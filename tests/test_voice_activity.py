@@ -129,7 +129,6 @@ def test_offset_only_changes_the_stored_offset_and_nothing_else(tmp_path, capsys
         fit_gate([str(directory), "--offset", "1.5"])
     assert usage.value.code == 2
     assert "--data, --validation" in capsys.readouterr().err
-    capsys.readouterr()
     values = json.loads((directory / "config.json").read_text())
     del values["voice_activity"]
     (directory / "config.json").write_text(json.dumps(values))

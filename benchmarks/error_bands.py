@@ -38,12 +38,11 @@ def song_masks(separator, track):
     from stream_dc.synthesis import ProjectionSynthesis
 
     mixture = track.mixture.astype(np.float32)
-    log_mel, _ = separator.analyse(AudioSource.from_array(mixture, track.sample_rate))
-    mel_masks = separator.voice_masks(log_mel)
-    geometry, spectra = whole_stft(mixture, track.sample_rate)
-    _, voice = whole_stft(track.voice, track.sample_rate)
+    mel_masks, _ = separator.offline_masks(AudioSource.from_array(mixture, track.sample_rate))
+    geometry, spectra = whole_stft(mixture, track.sample_rate, separator.window_hops)
+    _, voice = whole_stft(track.voice, track.sample_rate, separator.window_hops)
     synthesis = ProjectionSynthesis(separator.bundle.config.features, track.sample_rate, mixture.shape[1],
-                                    separator.refiner)
+                                    separator.refiner, window_hops=separator.window_hops)
     positions = synthesis.projector.analysis_positions(geometry.first_frame, len(spectra))
     masks = synthesis.voice_masks(spectra, MelMaskTrack.from_array(mel_masks).at(positions))
     return masks[..., None], geometry, spectra, voice, synthesis.frequencies

@@ -74,6 +74,16 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                              "to the audio callbacks and other programs; the STREAM_DC_THREADS variable sets it too)")
 
 
+def add_offline_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-wiener", dest="wiener", action="store_false",
+                        help="offline: apply the final masks as they are, without the multichannel Wiener post-filter")
+    parser.add_argument("--no-channel-masks", dest="channel_masks", action="store_false",
+                        help="offline: a stereo input's voice masks from its downmix alone (faster) instead of the "
+                             "mean over its downmix and each channel")
+    parser.add_argument("--synthesis-window", type=int, choices=(32, 64), default=64, metavar="MS",
+                        help="offline: the window of the STFT the masks apply on, 32 or 64 ms (streaming: 32 ms)")
+
+
 def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
     from .stream import KEEP, PRESETS
 
@@ -101,6 +111,7 @@ def cmd_separate(args) -> int:
     from .inference import DeviceError
     from .io import AtomicWavWriter, open_source, output_subtype
     from .separator import Separator
+    from .stft import window_hops
 
     if args.plot:
         if args.mode != "offline":
@@ -112,7 +123,8 @@ def cmd_separate(args) -> int:
     try:
         separator = Separator(args.model, device=args.device, reconstruction=args.reconstruction, mode=args.mode,
                               latency=args.latency, keep_analysis=args.plot, mask_softness=args.mask_softness,
-                              threads=args.threads, voice_gate=args.voice_gate, refine=args.refine, wiener=args.wiener)
+                              threads=args.threads, voice_gate=args.voice_gate, refine=args.refine, wiener=args.wiener,
+                              channel_masks=args.channel_masks, window_hops=window_hops(args.synthesis_window))
     except (BundleError, DeviceError, ValueError) as error:
         return fail("separate", str(error))
     if not args.quiet:
@@ -267,8 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency", default="balanced", help="streaming preset for --mode stream")
     p.add_argument("--reconstruction", choices=("projection", "inverse-mel"), default="projection",
                    help="projection: mel mask on each channel's STFT, full band (default); inverse-mel: the paper's")
-    p.add_argument("--no-wiener", dest="wiener", action="store_false",
-                   help="offline: apply the final masks as they are, without the multichannel Wiener post-filter")
+    add_offline_arguments(p)
     p.add_argument("--subtype", choices=("PCM_16", "PCM_24", "PCM_32", "FLOAT"),
                    help="WAV sample format (default: the input's PCM depth, else 32-bit float)")
     p.add_argument("--plot", action="store_true", help="also write OUT/<name>/separation.png")
@@ -312,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .evaluate import add_arguments as add_evaluate_arguments
 
     add_evaluate_arguments(p)
+    add_offline_arguments(p)
     add_model_arguments(p)
     p.set_defaults(func=cmd_evaluate)
 

@@ -42,7 +42,13 @@ from .features import (
 from .files import replaced_on_success
 from .masks import MelMaskTrack
 from .resample import resample
-from .stft import FrameAnalyzer, OverlapAdd, StftGeometry
+from .stft import (
+    OFFLINE_WINDOW_HOPS,
+    FrameAnalyzer,
+    OverlapAdd,
+    StftGeometry,
+    window_hops,
+)
 from .synthesis import ProjectionSynthesis
 
 SYSTEMS = ("stream-dc", "ibm-mel", "ibm-stft", "repet", "mixture")
@@ -61,8 +67,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--mode", choices=("offline", "stream"), default="offline", help="how stream-dc runs")
     parser.add_argument("--latency", default="balanced", help="streaming preset for --mode stream")
     parser.add_argument("--reconstruction", choices=("projection", "inverse-mel"), default="projection")
-    parser.add_argument("--no-wiener", dest="wiener", action="store_false",
-                        help="offline: apply the final masks as they are, without the multichannel Wiener post-filter")
     parser.add_argument("--bss", choices=("v3", "v4", "none"), default="v3",
                         help="v3: mir_eval over whole clips; v4: museval framewise medians; none: uSDR only")
 
@@ -82,8 +86,9 @@ def mel_ibm(track: Track, features: FeatureConfig) -> np.ndarray:
 
 
 def synthesise(mixture: np.ndarray, sample_rate: int, mel_masks: np.ndarray, features: FeatureConfig):
-    """Mel masks applied to the mixture with stream-dc's projection synthesis -> ``(voice, accompaniment)``."""
-    synthesis = ProjectionSynthesis(features, sample_rate, mixture.shape[1])
+    """Mel masks applied to the mixture with stream-dc's offline projection synthesis -> ``(voice,
+    accompaniment)``."""
+    synthesis = ProjectionSynthesis(features, sample_rate, mixture.shape[1], window_hops=OFFLINE_WINDOW_HOPS)
     track = MelMaskTrack.from_array(mel_masks)
     synthesis.push(mixture)
     first = synthesis.synthesise(track)
@@ -92,9 +97,11 @@ def synthesise(mixture: np.ndarray, sample_rate: int, mel_masks: np.ndarray, fea
     return np.concatenate([first[0], rest[0]]), np.concatenate([first[1], rest[1]])
 
 
-def whole_stft(audio: np.ndarray, sample_rate: int) -> tuple[StftGeometry, np.ndarray]:
-    """STFT of a whole ``(samples, channels)`` signal at its own rate: ``(frames, bins, channels)``."""
-    geometry = StftGeometry.for_rate(sample_rate)
+def whole_stft(audio: np.ndarray, sample_rate: int,
+               window_hops: int = OFFLINE_WINDOW_HOPS) -> tuple[StftGeometry, np.ndarray]:
+    """STFT of a whole ``(samples, channels)`` signal at its own rate, framed as offline synthesis frames it
+    (unless ``window_hops`` says otherwise): ``(frames, bins, channels)``."""
+    geometry = StftGeometry.for_rate(sample_rate, window_hops)
     analyzer = FrameAnalyzer(geometry, audio.shape[1], geometry.first_frame)
     spectra = np.concatenate([analyzer.process(audio)[1], analyzer.flush(geometry.frames_covering(len(audio)))[1]])
     return geometry, spectra
@@ -184,6 +191,7 @@ def _init_worker(options: dict) -> None:
         _WORKER["separator"] = Separator(options["model"], device=options["device"], mode=options["mode"],
                                          mask_softness=options["mask_softness"], voice_gate=options["voice_gate"],
                                          refine=options["refine"], wiener=options["wiener"],
+                                         channel_masks=options["channel_masks"], window_hops=options["window_hops"],
                                          latency=options["latency"], reconstruction=options["reconstruction"])
 
 
@@ -313,7 +321,8 @@ def run_evaluate(args) -> int:
     jobs = args.jobs or os.cpu_count() or 1
     options = {"systems": systems, "model": args.model, "device": args.device, "mode": args.mode,
                "mask_softness": args.mask_softness, "voice_gate": args.voice_gate, "refine": args.refine,
-               "wiener": args.wiener,
+               "wiener": args.wiener, "channel_masks": args.channel_masks,
+               "window_hops": window_hops(args.synthesis_window),
                "latency": args.latency, "reconstruction": args.reconstruction, "bss": args.bss,
                "threads": args.threads or (1 if jobs > 1 else None)}
     started = time.perf_counter()
@@ -349,6 +358,8 @@ def run_evaluate(args) -> int:
                   "latency": args.latency if args.mode == "stream" else None, "bss": args.bss,
                   "reconstruction": args.reconstruction,
                   "wiener": args.wiener and args.mode == "offline" and args.reconstruction == "projection",
+                  "channel_masks": args.channel_masks and args.mode == "offline",
+                  "synthesis_window_ms": args.synthesis_window if args.mode == "offline" else 32,
                   "model": args.model or "default", "clips": clips,
                   "summary": summary, "minutes": total / 60}
         with replaced_on_success(args.json) as temporary:

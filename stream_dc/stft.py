@@ -11,6 +11,14 @@ import numpy as np
 
 from .features import ANALYSIS_HOP, ANALYSIS_N_FFT, ANALYSIS_RATE, frames_from_padded, hann_window
 
+STREAM_WINDOW_HOPS = ANALYSIS_N_FFT // ANALYSIS_HOP  # streaming synthesis: 32 ms windows (each adds latency)
+OFFLINE_WINDOW_HOPS = 8  # offline synthesis: 64 ms windows resolve voice harmonics from the accompaniment better
+
+
+def window_hops(window_ms: int) -> int:
+    """Hops of 8 ms in a window of ``window_ms`` milliseconds."""
+    return window_ms * ANALYSIS_RATE // (1000 * ANALYSIS_HOP)
+
 
 @dataclass(frozen=True)
 class StftGeometry:
@@ -20,18 +28,19 @@ class StftGeometry:
     hop: int
 
     @classmethod
-    def for_rate(cls, sample_rate: int) -> "StftGeometry":
-        """About the analysis STFT's 32 ms window / 8 ms hop at another rate.
+    def for_rate(cls, sample_rate: int, window_hops: int = STREAM_WINDOW_HOPS) -> "StftGeometry":
+        """About the analysis STFT's 8 ms hop at another rate, with a window of ``window_hops`` hops (4: the
+        analysis STFT's 32 ms).
 
-        The hop is the whole number of samples nearest to 8 ms whose window (4 hops) has no prime factor above 5,
-        so the FFT stays fast: at 44.1 kHz a 1412-point FFT (4 x 353, a prime) is about ten times slower than
-        the 1440-point one used instead (hop 360 = 8.16 ms). Masks are interpolated in time, so any hop works.
+        The hop is the whole number of samples nearest to 8 ms that has no prime factor above 5 (nor has its
+        window, for a ``window_hops`` of 4 or 8), so the FFT stays fast: at 44.1 kHz a 1412-point FFT (4 x 353, a
+        prime) is about ten times slower than the 1440-point one used instead (hop 360 = 8.16 ms). Masks are
+        interpolated in time, so any hop works.
         """
         ideal = sample_rate * ANALYSIS_HOP / ANALYSIS_RATE
-        ratio = ANALYSIS_N_FFT // ANALYSIS_HOP
-        candidates = [h for h in range(max(1, int(ideal * 0.9)), int(ideal * 1.1) + 2) if _smooth(h * ratio)]
+        candidates = [h for h in range(max(1, int(ideal * 0.9)), int(ideal * 1.1) + 2) if _smooth(h)]
         hop = min(candidates, key=lambda h: (abs(h - ideal), h)) if candidates else max(1, round(ideal))
-        return cls(n_fft=hop * ratio, hop=hop)
+        return cls(n_fft=hop * window_hops, hop=hop)
 
     @property
     def bins(self) -> int:
@@ -121,7 +130,7 @@ class OverlapAdd:
         self.geometry, self.channels = geometry, channels
         n, h = geometry.n_fft, geometry.hop
         self.window = hann_window(n).astype(np.float32)
-        # sum of squared windows seen by a sample at each phase within a hop (constant for n = 4*hop)
+        # sum of squared windows seen by a sample at each phase within a hop (constant for windows of 4 or more hops)
         norm = np.zeros(h, np.float64)
         for k in range(n // h):
             norm += self.window[k * h:(k + 1) * h].astype(np.float64) ** 2

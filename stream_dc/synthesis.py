@@ -1,7 +1,9 @@
 """Synthesis: the mixture and its mel masks in, the two stems out, block by block.
 
 ``ProjectionSynthesis`` (the default) masks every channel's STFT at the input's own rate, full band, and
-resynthesises by overlap-add: the stems keep the mixture's fine structure and sum back to the mixture. When the
+resynthesises by overlap-add: the stems keep the mixture's fine structure and sum back to the mixture. Its window
+is 32 ms when streaming (half a window is latency) and 64 ms offline (``stft.OFFLINE_WINDOW_HOPS``), where the finer
+frequency resolution lets a bin hold more of one source. When the
 bundle carries a mask refiner (``refine``), it corrects the projected masks bin by bin before they apply; with
 ``wiener`` (offline only: it reads whole segments) the multichannel Wiener filter of ``stream_dc.wiener`` turns the
 final masks into the voice's spectra.
@@ -23,7 +25,7 @@ from .features import FeatureConfig
 from .masks import InverseMel, MaskProjector, MelMaskTrack
 from .refine import MaskRefiner, bin_frequencies
 from .resample import Resampler
-from .stft import FrameAnalyzer, OverlapAdd, StftGeometry
+from .stft import STREAM_WINDOW_HOPS, FrameAnalyzer, OverlapAdd, StftGeometry
 from .wiener import SEGMENT_FRAMES, wiener_voice
 
 RECONSTRUCTIONS = ("projection", "inverse-mel")
@@ -109,8 +111,8 @@ class ProjectionSynthesis:
     """Mel masks projected onto each channel's STFT at the input rate; see the module docstring."""
 
     def __init__(self, features: FeatureConfig, sample_rate: int, channels: int, refiner: MaskRefiner | None = None,
-                 wiener: bool = False):
-        geometry = StftGeometry.for_rate(sample_rate)
+                 wiener: bool = False, window_hops: int = STREAM_WINDOW_HOPS):
+        geometry = StftGeometry.for_rate(sample_rate, window_hops)
         self.projector = MaskProjector(features, sample_rate, geometry.n_fft, geometry.hop)
         self.refiner = refiner
         self.wiener = wiener and channels > 1  # on one channel the filter is the masks: no segments to wait for
@@ -197,10 +199,11 @@ class InverseMelSynthesis:
 
 
 def make_synthesis(reconstruction: str, features: FeatureConfig, sample_rate: int, channels: int,
-                   refiner: MaskRefiner | None = None, wiener: bool = False):
-    """The synthesis for ``reconstruction``; the mask refiner and the Wiener filter apply to projection only."""
+                   refiner: MaskRefiner | None = None, wiener: bool = False, window_hops: int = STREAM_WINDOW_HOPS):
+    """The synthesis for ``reconstruction``; the mask refiner, the Wiener filter and the window length (in hops)
+    apply to projection only."""
     if reconstruction == "projection":
-        return ProjectionSynthesis(features, sample_rate, channels, refiner, wiener)
+        return ProjectionSynthesis(features, sample_rate, channels, refiner, wiener, window_hops)
     if reconstruction == "inverse-mel":
         return InverseMelSynthesis(features, sample_rate, channels)
     raise ValueError(f"unknown reconstruction {reconstruction!r}: choose one of {', '.join(RECONSTRUCTIONS)}")

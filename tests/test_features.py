@@ -3,12 +3,17 @@ import numpy as np
 import pytest
 
 
-
 def librosa():
     return pytest.importorskip("librosa")
 
 from stream_dc.features import FeatureConfig, LogMel, mel_filterbank, stft  # noqa: E402
-from stream_dc.stft import FrameAnalyzer, OverlapAdd, StftGeometry  # noqa: E402
+from stream_dc.stft import (  # noqa: E402
+    OFFLINE_WINDOW_HOPS,
+    STREAM_WINDOW_HOPS,
+    FrameAnalyzer,
+    OverlapAdd,
+    StftGeometry,
+)
 
 
 def test_mel_filterbank_matches_librosa():
@@ -45,9 +50,11 @@ def test_normalisation_uses_statistics():
         LogMel(config, mean, np.zeros(150, np.float32))
 
 
+@pytest.mark.parametrize("window_hops", [STREAM_WINDOW_HOPS, OFFLINE_WINDOW_HOPS])
 @pytest.mark.parametrize("rate", [8000, 16000, 22050, 44100, 48000, 96000])
-def test_stft_round_trip_with_any_blocks(rate):
-    geometry = StftGeometry.for_rate(rate)
+def test_stft_round_trip_with_any_blocks(rate, window_hops):
+    geometry = StftGeometry.for_rate(rate, window_hops)
+    assert geometry.hop == StftGeometry.for_rate(rate).hop and geometry.n_fft == window_hops * geometry.hop
     n = geometry.n_fft
     for p in (2, 3, 5):  # the window length keeps the FFT fast
         while n % p == 0:

@@ -161,6 +161,7 @@ def test_fitting_sees_the_masks_and_spectra_that_synthesis_refines():
     pytest.importorskip("torch")
     from stream_dc.datasets import Track
     from stream_dc.masks import MelMaskTrack
+    from stream_dc.stft import OFFLINE_WINDOW_HOPS
     from stream_dc.synthesis import ProjectionSynthesis
     from training.refine import clip_examples
 
@@ -178,7 +179,7 @@ def test_fitting_sees_the_masks_and_spectra_that_synthesis_refines():
     v, a = song(1.0, rate), 0.5 * rng.standard_normal((rate, 2)).astype(np.float32)
     mel_masks = rng.uniform(0.01, 0.99, (126, features.n_mels)).astype(np.float32)
     recorder = Recorder()
-    synthesis = ProjectionSynthesis(features, rate, 2, recorder)
+    synthesis = ProjectionSynthesis(features, rate, 2, recorder, window_hops=OFFLINE_WINDOW_HOPS)  # as offline
     synthesis.push(v + a)
     synthesis.finish(len(v))
     synthesis.synthesise(MelMaskTrack.from_array(mel_masks))

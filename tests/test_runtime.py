@@ -8,6 +8,7 @@ import textwrap
 import numpy as np
 import pytest
 
+from stream_dc.audio import AudioSource
 from stream_dc.bundle import BundleError, load_bundle
 from stream_dc.cluster import OnlineCentroids, kmeans, voice_clusters
 from stream_dc.inference import DeviceError, EmbeddingModel, choose_providers
@@ -94,6 +95,35 @@ def test_windows_outside_the_fitting_sample_get_their_masks(separator):
     for part in range(3):  # and each third of the signal is separated
         piece = slice(part * 8 * 16000, (part + 1) * 8 * 16000)
         assert sdr(v[piece], vocals[piece]) > sdr(v[piece], (v + a)[piece]) + 1.0
+
+
+def test_stereo_masks_are_the_mean_over_the_downmix_and_each_channel(separator):
+    """Offline, a two-channel input is analysed as its downmix and as each channel; the masks are their mean."""
+    rng = np.random.default_rng(9)
+    v, a = voice(5.0, 44100, rng), accompaniment(5.0, 44100, rng)
+    mix = np.stack([v + 0.3 * a, 0.4 * v + a], axis=1)  # the voice louder on the left
+    source = AudioSource.from_array(mix, 44100)
+    masks, n_samples = separator.offline_masks(source)
+    assert n_samples == len(mix)
+    parts = [separator.voice_masks(separator.analyse(source)[0])]
+    parts += [separator.voice_masks(separator.analyse(AudioSource.from_array(mix[:, c], 44100))[0]) for c in (0, 1)]
+    assert not np.allclose(parts[1], parts[2], atol=0.05)  # the channels do tell the network different things
+    np.testing.assert_allclose(masks, np.mean(parts, axis=0), atol=1e-6)
+    downmix_only = Separator(separator.bundle, device="cpu", channel_masks=False)
+    np.testing.assert_array_equal(downmix_only.offline_masks(source)[0], parts[0])
+    mono, _ = separator.offline_masks(AudioSource.from_array(mix[:, :1], 44100))  # one channel: one analysis
+    np.testing.assert_array_equal(mono, parts[1])
+
+
+def test_offline_synthesis_window(separator):
+    """Offline masks apply on a 64 ms STFT unless told 32 ms; both give stems that add up to the mixture."""
+    rng = np.random.default_rng(10)
+    mix = np.stack([voice(3.0, 44100, rng) + accompaniment(3.0, 44100, rng)] * 2, axis=1)
+    long_window = separator.separate(mix, 44100)
+    short_window = Separator(separator.bundle, device="cpu", window_hops=4).separate(mix, 44100)
+    for vocals, rest in (long_window, short_window):
+        np.testing.assert_allclose(vocals + rest, mix, atol=1e-5)
+    assert np.max(np.abs(long_window[0] - short_window[0])) > 1e-3
 
 
 def test_device_choice():

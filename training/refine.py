@@ -1,8 +1,9 @@
 """Fitting a bundle's mask refiner (``stream_dc.refine``) on its own training songs.
 
 ``python -m training.refine BUNDLE @RECIPE`` separates the recipe's training clips (``--validation`` and
-``--holdout`` left out) offline with the bundle as it is, gate included, and records every ``--frame-step``-th frame
-of the native-rate STFT: the projected voice masks, the mixture's spectra and the voice's. Songs from ``musdb``
+``--holdout`` left out) offline with the bundle as it is, gate included (the masks of each clip's downmix), and
+records every ``--frame-step``-th frame of the native-rate STFT that offline synthesis uses (64 ms windows;
+streaming's 32 ms ones serve as well): the projected voice masks, the mixture's spectra and the voice's. Songs from ``musdb``
 (original pairings) and accompaniment alone from ``instrumental`` (up to ``--alone-seconds`` of each) train both
 refiners, the stereo one on the two channels and the mono one on their downmix; ``mir1k`` clips (mono karaoke at
 16 kHz, ``--mir1k-clips`` of them) train the mono refiner only. ``--nets mono`` (or ``stereo``) refits one of the
@@ -33,6 +34,7 @@ from stream_dc.refine import (
     bin_frequencies,
     refiner_features,
 )
+from stream_dc.stft import OFFLINE_WINDOW_HOPS
 
 ALONE_WEIGHT = 0.2  # a clip of accompaniment alone counts this much beside a song
 STEREO_SOURCES = ("musdb", "instrumental")
@@ -159,7 +161,7 @@ def fit_mask_refiner(separator, refs: list[TrackRef], frame_step: int = 6, alone
             progress(f"mask refiner: {n + 1} of {len(chosen)} clips separated")
     if any(not examples[name] for name in nets):
         raise ValueError("fitting the mask refiner needs stereo songs (musdb or instrumental) in the recipe")
-    fitted, statistics = {}, {"frame_step": frame_step}
+    fitted, statistics = {}, {"frame_step": frame_step, "window_hops": OFFLINE_WINDOW_HOPS}
     for name in nets:
         inputs = STEREO_FEATURES if name == "stereo" else MONO_FEATURES
         fitted[name], statistics[name] = fit_refiner_net(examples[name], inputs, hidden, steps, seed=seed,

@@ -12,9 +12,10 @@ Every row is ``stream-dc evaluate`` on the same clips:
 Two held-out sets exist (see ``training/recipes/pro-music-data.args``): ``validation`` chose the training epoch and the
 mask settings; ``report`` chose nothing and gives the figures README quotes. Systems: the shipped model offline and
 streaming (``balanced``, ``live``), offline without its voice-activity gate, without its mask refiner or without
-the Wiener post-filter (not on MIR-1K: mono, where the filter is the masks themselves), ``--previous`` (another
-bundle, offline, with the same runtime), the oracle binary masks on the STFT and on the 16 kHz mel grid, and the
-mixture. With ``--previous``, a line per kind also gives the mean change per song from the previous model to the
+the Wiener post-filter (not on MIR-1K: mono, where the filter is the masks themselves), with masks of the downmix
+alone (not on MIR-1K either) or with a 32 ms synthesis window, ``--previous`` (another bundle, offline, with the
+same runtime and ``--previous-options``), the oracle binary masks on the (64 ms) STFT and on the 16 kHz mel grid,
+and the mixture. With ``--previous``, a line per kind also gives the mean change per song from the previous model to the
 shipped one offline, with its standard error (as ``benchmarks/paired.py``). Writes
 benchmarks/results/quality_<set>.csv and .txt.
 """
@@ -56,7 +57,10 @@ OFFLINE_VARIANTS = {  # mode -> (evaluate's options, row name); other modes are 
     "unfiltered": (["--no-wiener"], "stream-dc offline, no Wiener filter"),
     "unrefined": (["--no-mask-refiner"], "stream-dc offline, no mask refiner"),
     "ungated": (["--no-voice-gate"], "stream-dc offline, no voice gate"),
+    "downmix": (["--no-channel-masks"], "stream-dc offline, downmix masks only"),
+    "short": (["--synthesis-window", "32"], "stream-dc offline, 32 ms synthesis window"),
 }
+STEREO_ONLY = ("unfiltered", "downmix")  # no row for mono MIR-1K, where they change nothing
 DATASETS = {"pro": ("musdb", "musdb18-7", "v4"), "mir1k": ("mir1k", "mir1k", "v3"),
             "alone": ("instrumental", "instrumental", "none")}
 
@@ -101,10 +105,14 @@ def main() -> int:
     parser.add_argument("--sets", default="report", help="comma-separated: report, validation")
     parser.add_argument("--kinds", default="pro,mir1k,alone", help="comma-separated: pro, mir1k, alone")
     parser.add_argument("--previous", metavar="DIR", help="another bundle to compare (offline)")
-    parser.add_argument("--modes", default="offline,unfiltered,unrefined,ungated,balanced,live",
+    parser.add_argument("--previous-options", default="", metavar="OPTIONS",
+                        help="evaluate's options for the previous bundle, e.g. --previous-options='--no-channel-masks "
+                             "--synthesis-window 32' for the offline pipeline before its channel masks and 64 ms window")
+    parser.add_argument("--modes", default="offline,unfiltered,unrefined,ungated,downmix,short,balanced,live",
                         help="shipped model: offline, unfiltered (offline without the Wiener post-filter), ungated "
                              "(offline without the voice-activity gate), unrefined (offline without the mask "
-                             "refiner), presets")
+                             "refiner), downmix (offline, masks of the downmix alone), short (offline, 32 ms "
+                             "synthesis window), presets")
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
     data = Path(args.data)
@@ -114,7 +122,7 @@ def main() -> int:
             groups = SETS[set_name][kind]
             oracles = "ibm-stft,ibm-mel" if kind != "alone" else ""
             for mode in [m for m in args.modes.split(",") if m]:
-                if mode == "unfiltered" and kind == "mir1k":
+                if mode in STEREO_ONLY and kind == "mir1k":
                     continue
                 systems = "stream-dc" + ("," + oracles if mode == "offline" and oracles else "")
                 extra, name = OFFLINE_VARIANTS.get(mode, (["--mode", "stream", "--latency", mode],
@@ -127,7 +135,8 @@ def main() -> int:
                     for oracle in [o for o in oracles.split(",") if o] + ["mixture"]:
                         rows.append(rows_for(kind, oracle, result["summary"], oracle, clips))
             if args.previous:
-                result = evaluate(data, kind, groups, "stream-dc", args.jobs, ["--model", args.previous])
+                result = evaluate(data, kind, groups, "stream-dc", args.jobs,
+                                  ["--model", args.previous] + args.previous_options.split())
                 rows.append(rows_for(kind, "previous model offline", result["summary"], "stream-dc",
                                      len(result["clips"])))
                 if kind != "alone" and "offline" in args.modes.split(","):

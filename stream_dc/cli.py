@@ -80,8 +80,8 @@ def add_offline_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-channel-masks", dest="channel_masks", action="store_false",
                         help="offline: a stereo input's voice masks from its downmix alone (faster) instead of the "
                              "mean over its downmix and each channel")
-    parser.add_argument("--synthesis-window", type=int, choices=(32, 64), default=64, metavar="MS",
-                        help="offline: the window of the STFT the masks apply on, 32 or 64 ms (streaming: 32 ms)")
+    parser.add_argument("--synthesis-window", type=int, choices=(32, 64, 128), default=64, metavar="MS",
+                        help="offline: the window of the STFT the masks apply on, 32, 64 or 128 ms (streaming: 32 ms)")
 
 
 def add_stream_arguments(parser: argparse.ArgumentParser) -> None:

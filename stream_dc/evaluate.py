@@ -4,7 +4,8 @@ Systems (each separates the mixture into voice and accompaniment at the track's 
 - ``stream-dc``: the model (``--mode offline`` or ``stream`` with ``--latency``);
 - ``ibm-mel``: the oracle ideal binary mask on the 16 kHz mel power spectrogram, through stream-dc's own
   synthesis: the ceiling of any binary mel mask, the model's included;
-- ``ibm-stft``: the oracle ideal binary mask on the STFT at the track's rate, the ceiling of binary masks;
+- ``ibm-stft``: the oracle ideal binary mask on the STFT at the track's rate (the synthesis STFT: 64 ms windows
+  unless ``--synthesis-window`` says otherwise), the ceiling of binary masks;
 - ``repet``: REPET-SIM (Rafii & Pardo), a training-free method (nearest-neighbour filtering from librosa);
 - ``mixture``: the mixture itself as both estimates.
 
@@ -85,10 +86,11 @@ def mel_ibm(track: Track, features: FeatureConfig) -> np.ndarray:
     return ideal_binary_mask(analysis(track.voice), analysis(track.accompaniment), LogMel(features)).astype(np.float32)
 
 
-def synthesise(mixture: np.ndarray, sample_rate: int, mel_masks: np.ndarray, features: FeatureConfig):
-    """Mel masks applied to the mixture with stream-dc's offline projection synthesis -> ``(voice,
+def synthesise(mixture: np.ndarray, sample_rate: int, mel_masks: np.ndarray, features: FeatureConfig,
+               window_hops: int = OFFLINE_WINDOW_HOPS):
+    """Mel masks applied to the mixture with stream-dc's (offline) projection synthesis -> ``(voice,
     accompaniment)``."""
-    synthesis = ProjectionSynthesis(features, sample_rate, mixture.shape[1], window_hops=OFFLINE_WINDOW_HOPS)
+    synthesis = ProjectionSynthesis(features, sample_rate, mixture.shape[1], window_hops=window_hops)
     track = MelMaskTrack.from_array(mel_masks)
     synthesis.push(mixture)
     first = synthesis.synthesise(track)
@@ -115,10 +117,11 @@ def masked_stems(spectra: np.ndarray, voice_mask: np.ndarray, geometry: StftGeom
     return stems[0], stems[1]
 
 
-def stft_ibm(track: Track):
-    """Oracle binary mask on the STFT at the track's rate (per channel) -> ``(voice, accompaniment)``."""
-    geometry, voice = whole_stft(track.voice, track.sample_rate)
-    _, accompaniment = whole_stft(track.accompaniment, track.sample_rate)
+def stft_ibm(track: Track, window_hops: int = OFFLINE_WINDOW_HOPS):
+    """Oracle binary mask on the STFT at the track's rate (per channel; by default the offline synthesis STFT) ->
+    ``(voice, accompaniment)``."""
+    geometry, voice = whole_stft(track.voice, track.sample_rate, window_hops)
+    _, accompaniment = whole_stft(track.accompaniment, track.sample_rate, window_hops)
     mask = (np.abs(voice) > np.abs(accompaniment)).astype(np.float32)
     return masked_stems(voice + accompaniment, mask, geometry, len(track.voice))
 
@@ -209,9 +212,10 @@ def evaluate_clip(ref) -> dict:
         if system == "stream-dc":
             estimates[system] = options["separator"].separate(mixture, track.sample_rate)
         elif system == "ibm-mel":
-            estimates[system] = synthesise(mixture, track.sample_rate, mel_ibm(track, features), features)
+            estimates[system] = synthesise(mixture, track.sample_rate, mel_ibm(track, features), features,
+                                           options["window_hops"])
         elif system == "ibm-stft":
-            estimates[system] = stft_ibm(track)
+            estimates[system] = stft_ibm(track, options["window_hops"])
         elif system == "repet":
             estimates[system] = repet_sim(mixture, track.sample_rate)
         timings[system] = time.perf_counter() - started

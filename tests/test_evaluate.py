@@ -118,6 +118,23 @@ def test_usdr_and_accompaniment_alone_without_bss_eval(tmp_path):
     vocals, _ = Separator(device="cpu").separate(track.mixture, track.sample_rate)
     assert summary["stream-dc"]["voice"]["median_usdr"] == pytest.approx(usdr(track.voice, vocals), abs=1e-4)
     assert summary["mixture"]["vocal_share"]["median"] == pytest.approx(1.0)
+    # the offline options reach the separator and the oracle's STFT
+    from stream_dc.evaluate import stft_ibm
+
+    result = subprocess.run([sys.executable, "-m", "stream_dc", "evaluate", "--data", str(tmp_path / "data"),
+                             "--dataset", "stems", "--systems", "stream-dc,ibm-stft", "--bss", "none", "--json",
+                             str(report), "--synthesis-window", "32", "--no-channel-masks"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    short = json.loads(report.read_text())
+    assert short["synthesis_window_ms"] == 32 and short["channel_masks"] is False
+    vocals, _ = Separator(device="cpu", window_hops=4, channel_masks=False).separate(track.mixture, track.sample_rate)
+    assert short["summary"]["stream-dc"]["voice"]["median_usdr"] == pytest.approx(usdr(track.voice, vocals), abs=1e-4)
+    oracle_short, oracle_long = stft_ibm(track, 4)[0], stft_ibm(track)[0]
+    assert short["summary"]["ibm-stft"]["voice"]["median_usdr"] == pytest.approx(usdr(track.voice, oracle_short),
+                                                                                 abs=1e-4)
+    assert summary["ibm-stft"]["voice"]["median_usdr"] == pytest.approx(usdr(track.voice, oracle_long), abs=1e-4)
+    assert usdr(track.voice, oracle_short) != pytest.approx(usdr(track.voice, oracle_long), abs=1e-3)
     rng = np.random.default_rng(9)
     (tmp_path / "alone").mkdir()
     sf.write(tmp_path / "alone" / "000_rock__x.wav", accompaniment(4.0, 16000, rng), 16000)

@@ -37,9 +37,9 @@ from .synthesis import RECONSTRUCTIONS, make_synthesis
 
 @dataclass
 class Analysis:
-    """What an offline run computed, kept for pictures: log-mel and voice masks ``(frames, n_mels)``, the fitted
-    centroids ``(2, dim)`` with their voice flags, and a sample of the embeddings they were fitted on with its
-    cluster labels, ``(n, dim)`` and ``(n,)``."""
+    """What an offline run computed, kept for pictures: the downmix's log-mel and the final voice masks ``(frames,
+    n_mels)``, the downmix's fitted centroids ``(2, dim)`` with their voice flags, and a sample of the embeddings they
+    were fitted on with its cluster labels, ``(n, dim)`` and ``(n,)``."""
 
     log_mel: np.ndarray
     masks: np.ndarray

@@ -55,6 +55,23 @@ def test_separate_modes_and_reconstructions(tmp_path):
         assert rate == 22050 and vocals.shape == (44100, 2)
 
 
+def test_separate_offline_options_reach_the_separator(tmp_path):
+    from stream_dc.separator import Separator
+
+    path = tmp_path / "song.wav"
+    mix = audio(2.0, 44100, 2)
+    mix[:, 1] *= 0.5
+    sf.write(path, mix, 44100, subtype="FLOAT")
+    mix = sf.read(path, dtype="float32")[0]
+    for extra, options in (([], {}), (["--no-channel-masks", "--synthesis-window", "32"],
+                                      {"channel_masks": False, "window_hops": 4})):
+        out = tmp_path / f"out{len(extra)}"
+        result = run(["separate", str(path), "-o", str(out), "--device", "cpu", "-q"] + extra, text=True)
+        assert result.returncode == 0, result.stderr
+        vocals = sf.read(out / "song" / "vocals.wav", dtype="float32")[0]
+        np.testing.assert_allclose(vocals, Separator(device="cpu", **options).separate(mix, 44100)[0], atol=1e-6)
+
+
 def test_separate_plot_writes_a_picture(tmp_path):
     pytest.importorskip("matplotlib")
     path = tmp_path / "song.wav"

@@ -75,12 +75,15 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_offline_arguments(parser: argparse.ArgumentParser) -> None:
+    from .stft import HOP_MS, OFFLINE_WINDOW_HOPS
+
     parser.add_argument("--no-wiener", dest="wiener", action="store_false",
                         help="offline: apply the final masks as they are, without the multichannel Wiener post-filter")
     parser.add_argument("--no-channel-masks", dest="channel_masks", action="store_false",
                         help="offline: a stereo input's voice masks from its downmix alone (faster) instead of the "
                              "mean over its downmix and each channel")
-    parser.add_argument("--synthesis-window", type=int, choices=(32, 64, 128), default=64, metavar="MS",
+    parser.add_argument("--synthesis-window", type=int, choices=(32, 64, 128), default=OFFLINE_WINDOW_HOPS * HOP_MS,
+                        metavar="MS",
                         help="offline: the window of the STFT the masks apply on, 32, 64 or 128 ms (streaming: 32 ms)")
 
 
@@ -111,7 +114,7 @@ def cmd_separate(args) -> int:
     from .inference import DeviceError
     from .io import AtomicWavWriter, open_source, output_subtype
     from .separator import Separator
-    from .stft import window_hops
+    from .stft import HOP_MS
 
     if args.plot:
         if args.mode != "offline":
@@ -124,7 +127,7 @@ def cmd_separate(args) -> int:
         separator = Separator(args.model, device=args.device, reconstruction=args.reconstruction, mode=args.mode,
                               latency=args.latency, keep_analysis=args.plot, mask_softness=args.mask_softness,
                               threads=args.threads, voice_gate=args.voice_gate, refine=args.refine, wiener=args.wiener,
-                              channel_masks=args.channel_masks, window_hops=window_hops(args.synthesis_window))
+                              channel_masks=args.channel_masks, window_hops=args.synthesis_window // HOP_MS)
     except (BundleError, DeviceError, ValueError) as error:
         return fail("separate", str(error))
     if not args.quiet:

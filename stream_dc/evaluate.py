@@ -44,11 +44,12 @@ from .files import replaced_on_success
 from .masks import MelMaskTrack
 from .resample import resample
 from .stft import (
+    HOP_MS,
     OFFLINE_WINDOW_HOPS,
+    STREAM_WINDOW_HOPS,
     FrameAnalyzer,
     OverlapAdd,
     StftGeometry,
-    window_hops,
 )
 from .synthesis import ProjectionSynthesis
 
@@ -326,7 +327,7 @@ def run_evaluate(args) -> int:
     options = {"systems": systems, "model": args.model, "device": args.device, "mode": args.mode,
                "mask_softness": args.mask_softness, "voice_gate": args.voice_gate, "refine": args.refine,
                "wiener": args.wiener, "channel_masks": args.channel_masks,
-               "window_hops": window_hops(args.synthesis_window),
+               "window_hops": args.synthesis_window // HOP_MS,
                "latency": args.latency, "reconstruction": args.reconstruction, "bss": args.bss,
                "threads": args.threads or (1 if jobs > 1 else None)}
     started = time.perf_counter()
@@ -363,7 +364,8 @@ def run_evaluate(args) -> int:
                   "reconstruction": args.reconstruction,
                   "wiener": args.wiener and args.mode == "offline" and args.reconstruction == "projection",
                   "channel_masks": args.channel_masks and args.mode == "offline",
-                  "synthesis_window_ms": args.synthesis_window if args.mode == "offline" else 32,
+                  "synthesis_window_ms": (args.synthesis_window if args.mode == "offline"
+                                          else STREAM_WINDOW_HOPS * HOP_MS),
                   "model": args.model or "default", "clips": clips,
                   "summary": summary, "minutes": total / 60}
         with replaced_on_success(args.json) as temporary:

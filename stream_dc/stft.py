@@ -11,13 +11,9 @@ import numpy as np
 
 from .features import ANALYSIS_HOP, ANALYSIS_N_FFT, ANALYSIS_RATE, frames_from_padded, hann_window
 
+HOP_MS = 1000 * ANALYSIS_HOP // ANALYSIS_RATE  # 8 ms: every synthesis STFT's hop, about
 STREAM_WINDOW_HOPS = ANALYSIS_N_FFT // ANALYSIS_HOP  # streaming synthesis: 32 ms windows (each adds latency)
 OFFLINE_WINDOW_HOPS = 8  # offline synthesis: 64 ms windows resolve voice harmonics from the accompaniment better
-
-
-def window_hops(window_ms: int) -> int:
-    """Hops of 8 ms in a window of ``window_ms`` milliseconds."""
-    return window_ms * ANALYSIS_RATE // (1000 * ANALYSIS_HOP)
 
 
 @dataclass(frozen=True)

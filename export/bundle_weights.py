@@ -49,26 +49,42 @@ def read_weights(model_bytes: bytes) -> dict:
             raise ExportError(f"the graph has no weights for LSTM layer {index}")
         layers.append({"W": w.astype(np.float32), "R": r.astype(np.float32), "B": values[f"lstm{index}_B"]})
         index += 1
-    if "out_w" in values:
-        output_weight = values["out_w"]
-    elif "out_w_quantized" in values:
-        output_weight = (values["out_w_quantized"].astype(np.float32) - values["out_w_zero_point"].astype(np.float32)) \
-            * values["out_w_scale"].astype(np.float32)
-    else:
+    output_weight = _matrix(values, "out_w")
+    if output_weight is None:
         raise ExportError("the graph has no output layer weights")
     if not layers:
         raise ExportError("the graph has no LSTM layers")
-    return {"layers": layers, "output_weight": output_weight.astype(np.float32),
-            "output_bias": values["out_b"].astype(np.float32)}
+    weights = {"layers": layers, "output_weight": output_weight, "output_bias": values["out_b"].astype(np.float32)}
+    mask_weight = _matrix(values, "mask_w")
+    if mask_weight is not None:  # a Chimera network's mask head
+        weights["mask_weight"], weights["mask_bias"] = mask_weight, values["mask_b"].astype(np.float32)
+    return weights
 
 
-def model_from_bundle(bundle: Bundle) -> DeepClusteringNet:
-    """The bundle's network as a PyTorch model in evaluation mode (batch norm folded into the LSTM weights)."""
+def _matrix(values: dict, name: str) -> np.ndarray | None:
+    """A feed-forward layer's weight ``(in, out)`` float32, stored plain or quantised; None when absent."""
+    if name in values:
+        return values[name].astype(np.float32)
+    if f"{name}_quantized" in values:
+        return ((values[f"{name}_quantized"].astype(np.float32) - values[f"{name}_zero_point"].astype(np.float32))
+                * values[f"{name}_scale"].astype(np.float32))
+    return None
+
+
+def model_from_bundle(bundle: Bundle, mask_head: bool | None = None) -> DeepClusteringNet:
+    """The bundle's network as a PyTorch model in evaluation mode (batch norm folded into the LSTM weights).
+    ``mask_head`` True gives it a mask head, freshly initialised where the bundle has none; False drops the
+    bundle's; None keeps what the bundle has."""
     architecture = {k: v for k, v in bundle.config.architecture.items() if k in ModelConfig.__dataclass_fields__}
     weights = read_weights(bundle.model_bytes)
     hidden = weights["layers"][0]["R"].shape[-1]
+    has_head = "mask_weight" in weights
     config = ModelConfig(**{**architecture, "hidden": hidden, "layers": len(weights["layers"]),
-                            "n_mels": bundle.config.features.n_mels, "embedding_dim": bundle.config.embedding_dim})
+                            "n_mels": bundle.config.features.n_mels, "embedding_dim": bundle.config.embedding_dim,
+                            "mask_head": has_head if mask_head is None else mask_head})
+    if not config.mask_head:
+        weights.pop("mask_weight", None)
+        weights.pop("mask_bias", None)
     if weights["output_weight"].shape != (2 * hidden, config.n_mels * config.embedding_dim):
         raise ExportError(f"{bundle.directory}: output layer {weights['output_weight'].shape} does not match the "
                           f"config ({config.n_mels} bands x {config.embedding_dim} dimensions)")

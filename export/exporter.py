@@ -23,8 +23,8 @@ from stream_dc.bundle import BundleConfig, sha256_of, write_bundle
 from stream_dc.features import FeatureConfig
 from training.model import TORCH_TO_ONNX_GATES, DeepClusteringNet, ModelConfig, chunked_embeddings, inference_weights
 
-from .onnx_graph import (CHUNK_NAME, INPUT_NAME, OUTPUT_NAME, STATE_NAMES, build_chunked_model, build_model,
-                         quantize_int8, round_to_storage)
+from .onnx_graph import (CHUNK_NAME, INPUT_NAME, MASK_NAME, OUTPUT_NAME, STATE_NAMES, STATE_OUT_NAMES,
+                         build_chunked_model, build_model, quantize_int8, round_to_storage)
 
 WEIGHT_TYPES = ("float16", "float32", "int8")
 
@@ -55,44 +55,71 @@ def model_with_folded_weights(config: ModelConfig, weights: dict) -> DeepCluster
             blstm.running_var.fill_(1.0 - blstm.eps)
         model.embedding.weight.copy_(torch.from_numpy(weights["output_weight"].T.copy()))
         model.embedding.bias.copy_(torch.from_numpy(weights["output_bias"]))
+        if model.mask is not None and "mask_weight" in weights:  # else the fresh head's initial weights stay
+            model.mask.weight.copy_(torch.from_numpy(weights["mask_weight"].T.copy()))
+            model.mask.bias.copy_(torch.from_numpy(weights["mask_bias"]))
     return model
 
 
-def run_onnx(model_bytes: bytes, features: np.ndarray) -> np.ndarray:
+def run_onnx(model_bytes: bytes, features: np.ndarray) -> dict[str, np.ndarray]:
+    """The graph's heads on ``features``: ``{"embeddings": ..., "voice_mask": ...}`` (no mask without a mask head)."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
-    return session.run([OUTPUT_NAME], {INPUT_NAME: features})[0]
+    names = [o.name for o in session.get_outputs() if o.name in (OUTPUT_NAME, MASK_NAME)]
+    return dict(zip(names, session.run(names, {INPUT_NAME: features})))
+
+
+def torch_heads(model: DeepClusteringNet, features: np.ndarray) -> dict[str, np.ndarray]:
+    """PyTorch's heads on ``features``, as ``run_onnx`` names them."""
+    with torch.no_grad():
+        embeddings, mask = model(torch.from_numpy(features), with_mask=True)
+    return {OUTPUT_NAME: embeddings.numpy(), **({MASK_NAME: mask.numpy()} if mask is not None else {})}
+
+
+def largest_difference(found: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> float:
+    """The largest absolute difference over every head of two runs (each head must be in both, of one shape)."""
+    if set(found) != set(expected):
+        raise ExportError(f"the graph gives {sorted(found)}, the network {sorted(expected)}")
+    for name, value in found.items():
+        if value.shape != expected[name].shape:
+            raise ExportError(f"ONNX {name} shape {value.shape} differs from PyTorch {expected[name].shape}")
+    return max(float(np.max(np.abs(value - expected[name]))) for name, value in found.items())
 
 
 def verify(model_bytes: bytes, model: DeepClusteringNet, features: np.ndarray) -> float:
-    """Largest absolute difference between ONNX Runtime and PyTorch embeddings on ``features``."""
-    onnx_out = run_onnx(model_bytes, features)
-    with torch.no_grad():
-        torch_out = model(torch.from_numpy(features)).numpy()
-    if onnx_out.shape != torch_out.shape:
-        raise ExportError(f"ONNX output shape {onnx_out.shape} differs from PyTorch {torch_out.shape}")
-    return float(np.max(np.abs(onnx_out - torch_out)))
+    """Largest absolute difference between ONNX Runtime and PyTorch on ``features``, over both heads."""
+    return largest_difference(run_onnx(model_bytes, features), torch_heads(model, features))
 
 
 CHUNK_CHECK_FRAMES, CHUNK_CHECKS = 120, ((8, 16), (5, 3))  # frames and (chunk, look-ahead) pairs verified
 
 
 def run_chunked(model_bytes: bytes, features: np.ndarray, chunk: int, lookahead: int, layers: int,
-                hidden: int) -> np.ndarray:
-    """Run a chunked graph over ``features (batch, frames, n_mels)`` chunk by chunk, carrying its states."""
+                hidden: int) -> dict[str, np.ndarray]:
+    """Run a chunked graph over ``features (batch, frames, n_mels)`` chunk by chunk, carrying its states; the heads
+    as ``run_onnx`` names them."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    heads = [o.name for o in session.get_outputs() if o.name in (OUTPUT_NAME, MASK_NAME)]
     state = [np.zeros((layers, features.shape[0], hidden), np.float32) for _ in STATE_NAMES]
-    outputs = []
+    outputs: dict[str, list] = {name: [] for name in heads}
     for start in range(0, features.shape[1], chunk):
         decided = min(chunk, features.shape[1] - start)
-        embeddings, *state = session.run(None, {
+        *values, state[0], state[1] = session.run(heads + list(STATE_OUT_NAMES), {
             INPUT_NAME: features[:, start:start + chunk + lookahead], CHUNK_NAME: np.array([decided], np.int64),
             STATE_NAMES[0]: state[0], STATE_NAMES[1]: state[1]})
-        outputs.append(embeddings)
-    return np.concatenate(outputs, axis=1)
+        for name, value in zip(heads, values):
+            outputs[name].append(value)
+    return {name: np.concatenate(parts, axis=1) for name, parts in outputs.items()}
+
+
+def quantisation_error(float_out: dict[str, np.ndarray], quantized_out: dict[str, np.ndarray]) -> tuple[float, float]:
+    """How far an int8 graph strays from its float graph: the mean cosine of the embeddings and the largest
+    difference over every head."""
+    cosine = float(np.mean(np.sum(float_out[OUTPUT_NAME] * quantized_out[OUTPUT_NAME], axis=-1)))
+    return cosine, largest_difference(quantized_out, float_out)
 
 
 def export_chunked(config: ModelConfig, stored: dict, features: np.ndarray, weight_dtype: str, graph_dtype: str,
@@ -105,17 +132,17 @@ def export_chunked(config: ModelConfig, stored: dict, features: np.ndarray, weig
     model_bytes = quantize_int8(float_bytes) if weight_dtype == "int8" else float_bytes
     report = {"checked": [list(pair) for pair in CHUNK_CHECKS], "onnx_vs_torch_max_abs": 0.0}
     for chunk, lookahead in CHUNK_CHECKS:
-        expected = chunked_embeddings(reference, torch.from_numpy(features), chunk, lookahead).numpy()
+        embeddings, mask = chunked_embeddings(reference, torch.from_numpy(features), chunk, lookahead, with_mask=True)
+        expected = {OUTPUT_NAME: embeddings.numpy(), **({MASK_NAME: mask.numpy()} if mask is not None else {})}
         float_out = run_chunked(float_bytes, features, chunk, lookahead, config.layers, config.hidden)
-        error = float(np.max(np.abs(float_out - expected)))
+        error = largest_difference(float_out, expected)
         report["onnx_vs_torch_max_abs"] = max(report["onnx_vs_torch_max_abs"], error)
         if not error <= tolerance:
             raise ExportError(f"the chunked graph and PyTorch's chunked network differ by {error:.2e} (chunk "
                               f"{chunk}, look-ahead {lookahead}; tolerance {tolerance:.0e}): bundle not written")
         if weight_dtype == "int8":
             out = run_chunked(model_bytes, features, chunk, lookahead, config.layers, config.hidden)
-            cosine = float(np.mean(np.sum(float_out * out, axis=-1)))
-            largest = float(np.max(np.abs(float_out - out)))
+            cosine, largest = quantisation_error(float_out, out)
             report["int8_mean_cosine"] = min(report.get("int8_mean_cosine", 1.0), cosine)
             if not (cosine >= min_cosine and largest <= max_abs):
                 raise ExportError(f"the int8 chunked graph strays from float32 (mean cosine {cosine:.5f}, largest "
@@ -160,19 +187,16 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, weight_dtype:
     if weight_dtype == "int8":
         float_out = run_onnx(model_bytes, features)
         model_bytes = quantize_int8(model_bytes)
-        quantized_out = run_onnx(model_bytes, features)
-        cosine = float(np.mean(np.sum(float_out * quantized_out, axis=-1)))
-        largest = float(np.max(np.abs(float_out - quantized_out)))
+        cosine, largest = quantisation_error(float_out, run_onnx(model_bytes, features))
         quantization = {"mean_cosine_vs_float32": cosine, "max_abs_vs_float32": largest}
         if not (cosine >= quantized_min_cosine and largest <= quantized_max_abs):
             raise ExportError(f"int8 model strays from float32 (mean cosine {cosine:.5f}, largest difference "
                               f"{largest:.3f}): bundle not written; export with --weights float16 instead")
     chunked_bytes, chunked = export_chunked(config, stored, features[:, :CHUNK_CHECK_FRAMES], weight_dtype, graph_dtype,
                                             tolerance, quantized_min_cosine, quantized_max_abs)
-    with torch.no_grad():  # effect of the weight storage precision on the trained network's output
-        storage_error = float(np.max(np.abs(
-            model_with_folded_weights(config, stored)(torch.from_numpy(features)).numpy()
-            - trained(torch.from_numpy(features)).numpy())))
+    # effect of the weight storage precision on the trained network's output
+    storage_error = largest_difference(torch_heads(model_with_folded_weights(config, stored), features),
+                                       torch_heads(trained, features))
 
     references = state["references"]
     provenance = dict(state.get("provenance", {}))

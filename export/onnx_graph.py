@@ -2,7 +2,8 @@
 
 Graph: ``features (batch, frames, n_mels)`` -> Transpose -> [LSTM (bidirectional) -> (frames, batch, 2H)] x layers
 -> MatMul + Add -> Reshape ``(batch, frames, n_mels, dim)`` -> Tanh -> divide by the L2 norm over ``dim`` ->
-``embeddings``. The chunked graph (``build_chunked_model``) computes the same network one chunk at a time for
+``embeddings``; a Chimera network's mask head adds MatMul + Add -> Sigmoid -> ``voice_mask`` ``(batch, frames,
+n_mels)``. The chunked graph (``build_chunked_model``) computes the same network one chunk at a time for
 low-latency streaming. Weights may be stored as float16 (half the file size); they are cast to float32 inside the graph,
 which ONNX Runtime folds once when the session is created.
 """
@@ -13,7 +14,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 17
-INPUT_NAME, OUTPUT_NAME = "features", "embeddings"
+INPUT_NAME, OUTPUT_NAME, MASK_NAME = "features", "embeddings", "voice_mask"
 
 
 class _Graph:
@@ -50,6 +51,16 @@ class _Graph:
         self.node("Sqrt", ["sqc"], ["norm"])
         self.node("Div", ["t", "norm"], [OUTPUT_NAME])
 
+    def mask_head(self, x: str, weights: dict, n_mels: int) -> list:
+        """With a mask head in ``weights``: ``x`` ``(batch, frames, 2H)`` -> ``voice_mask`` ``(batch, frames, n_mels)``
+        in (0, 1); returns the graph outputs it adds (none without a mask head)."""
+        if "mask_weight" not in weights:
+            return []
+        self.node("MatMul", [x, self.constant("mask_w", weights["mask_weight"])], ["m0"])
+        self.node("Add", ["m0", self.constant("mask_b", weights["mask_bias"])], ["m1"])
+        self.node("Sigmoid", ["m1"], [MASK_NAME])
+        return [helper.make_tensor_value_info(MASK_NAME, TensorProto.FLOAT, ["batch", "frames", n_mels])]
+
     def serialise(self, name: str, inputs: list, outputs: list, metadata: dict | None) -> bytes:
         graph = helper.make_graph(self.nodes, name, inputs, outputs, self.initializers)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="stream-dc")
@@ -79,10 +90,12 @@ def build_model(weights: dict, n_mels: int, embedding_dim: int, weight_dtype: st
         x = f"h{index}"
     g.node("Transpose", [x], ["hb"], perm=[1, 0, 2])  # (batch, frames, 2H)
     g.embedding_head("hb", weights, n_mels, embedding_dim)
+    mask_outputs = g.mask_head("hb", weights, n_mels)
     return g.serialise(
         "deep_clustering",
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", "frames", n_mels])],
-        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", "frames", n_mels, embedding_dim])],
+        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", "frames", n_mels, embedding_dim])]
+        + mask_outputs,
         metadata)
 
 
@@ -97,7 +110,8 @@ def build_chunked_model(weights: dict, n_mels: int, embedding_dim: int, weight_d
     how many of the frames are the chunk, at least one look-ahead frame must follow), and the forward LSTMs'
     states ``state_h``/``state_c (layers, batch, H)`` after the previous chunk (zeros at the start). Outputs:
     ``embeddings (batch, chunk, n_mels, dim)`` of the chunk's frames and ``state_h_out``/``state_c_out``, the
-    forward states after the chunk (the look-ahead frames are read again with the next chunk).
+    forward states after the chunk (the look-ahead frames are read again with the next chunk), and with a mask head
+    ``voice_mask (batch, chunk, n_mels)``.
     """
     g = _Graph(weight_dtype)
     g.node("Transpose", [INPUT_NAME], ["x0"], perm=[1, 0, 2])  # (frames, batch, n_mels)
@@ -135,6 +149,7 @@ def build_chunked_model(weights: dict, n_mels: int, embedding_dim: int, weight_d
     g.node("Slice", [x, zero, CHUNK_NAME, axis0], ["hc"])  # only the chunk's frames are emitted
     g.node("Transpose", ["hc"], ["hb"], perm=[1, 0, 2])
     g.embedding_head("hb", weights, n_mels, embedding_dim)
+    mask_outputs = g.mask_head("hb", weights, n_mels)
     layers = len(weights["layers"])
     state = ["layers", "batch", hidden]
     return g.serialise(
@@ -144,7 +159,7 @@ def build_chunked_model(weights: dict, n_mels: int, embedding_dim: int, weight_d
         + [helper.make_tensor_value_info(name, TensorProto.FLOAT, state) for name in STATE_NAMES],
         [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", "chunk", n_mels, embedding_dim])]
         + [helper.make_tensor_value_info(name, TensorProto.FLOAT, [layers, "batch", hidden])
-           for name in STATE_OUT_NAMES],
+           for name in STATE_OUT_NAMES] + mask_outputs,
         metadata)
 
 
@@ -178,8 +193,5 @@ def round_to_storage(weights: dict, weight_dtype: str) -> dict:
     def rounded(a):
         return np.asarray(a).astype(np.float16).astype(np.float32)
 
-    return {
-        "layers": [{k: rounded(v) for k, v in layer.items()} for layer in weights["layers"]],
-        "output_weight": rounded(weights["output_weight"]),
-        "output_bias": rounded(weights["output_bias"]),
-    }
+    return {name: [{k: rounded(v) for k, v in layer.items()} for layer in value] if name == "layers" else rounded(value)
+            for name, value in weights.items()}

@@ -13,6 +13,7 @@ import numpy as np
 from .bundle import Bundle, BundleError
 
 DEVICES = ("auto", "cpu", "cuda")
+MASK_OUTPUT = "voice_mask"  # a Chimera network's second head: a voice mask per bin
 
 
 class DeviceError(RuntimeError):
@@ -73,13 +74,17 @@ class EmbeddingModel:
     """Runs the bundle's network.
 
     ``embed(features)`` maps normalised log-mel windows ``(batch, frames, n_mels)`` float32 to embeddings
-    ``(batch, frames, n_mels, embedding_dim)`` float32, one unit-length vector per time-frequency bin.
+    ``(batch, frames, n_mels, embedding_dim)`` float32, one unit-length vector per time-frequency bin. ``run``
+    gives the pair (embeddings, voice mask ``(batch, frames, n_mels)``) of a Chimera network (``has_mask``), the
+    mask None for a network without a mask head.
     """
 
     def __init__(self, bundle: Bundle, device: str = "auto", threads: int | None = None):
         self.config = bundle.config
         self.session, self.provider = _session(bundle, bundle.model_bytes, device, threads, "model.onnx")
         self._check_signature(bundle)
+        self.has_mask = MASK_OUTPUT in [o.name for o in self.session.get_outputs()]
+        self.outputs = [self.config.output_name] + ([MASK_OUTPUT] if self.has_mask else [])
 
     def _check_signature(self, bundle: Bundle) -> None:
         config = self.config
@@ -103,13 +108,19 @@ class EmbeddingModel:
         (embeddings,) = self.session.run([self.config.output_name], {self.config.input_name: features})
         return embeddings
 
+    def run(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        features = np.ascontiguousarray(features, dtype=np.float32)
+        outputs = self.session.run(self.outputs, {self.config.input_name: features})
+        return outputs[0], (outputs[1] if self.has_mask else None)
+
 
 class ChunkedEmbeddingModel:
     """Runs the bundle's chunked graph (the latency-controlled BLSTM): one chunk of frames and its look-ahead at a
     time, carrying the forward LSTMs' states from chunk to chunk.
 
     ``embed(features, chunk)``: normalised log-mel ``(chunk + lookahead, n_mels)`` float32 -> embeddings of the first
-    ``chunk`` frames ``(chunk, n_mels, embedding_dim)``. ``reset()`` starts a new stream.
+    ``chunk`` frames ``(chunk, n_mels, embedding_dim)``; ``run`` gives them with the chunk's voice mask ``(chunk,
+    n_mels)`` (None without a mask head). ``reset()`` starts a new stream.
     """
 
     def __init__(self, bundle: Bundle, device: str = "auto", threads: int | None = None):
@@ -128,6 +139,8 @@ class ChunkedEmbeddingModel:
             self.hidden = shape[2]
         if not (self.layers > 0 and self.hidden > 0):
             raise BundleError(f"{bundle.directory}/config.json does not give the network's layers and units")
+        self.has_mask = MASK_OUTPUT in [o.name for o in self.session.get_outputs()]
+        self.outputs = ["embeddings", "state_h_out", "state_c_out"] + ([MASK_OUTPUT] if self.has_mask else [])
         self.reset()
 
     def reset(self) -> None:
@@ -135,8 +148,11 @@ class ChunkedEmbeddingModel:
         self.state_c = np.zeros((self.layers, 1, self.hidden), np.float32)
 
     def embed(self, features: np.ndarray, chunk: int) -> np.ndarray:
+        return self.run(features, chunk)[0]
+
+    def run(self, features: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray | None]:
         features = np.ascontiguousarray(features[None], dtype=np.float32)
-        embeddings, self.state_h, self.state_c = self.session.run(None, {
+        embeddings, self.state_h, self.state_c, *mask = self.session.run(self.outputs, {
             "features": features, "chunk": np.array([chunk], np.int64), "state_h": self.state_h,
             "state_c": self.state_c})
-        return embeddings[0]
+        return embeddings[0], (mask[0][0] if mask else None)

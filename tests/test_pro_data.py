@@ -220,3 +220,29 @@ def test_voice_share_is_the_voice_part_of_the_mixture_magnitude():
     assert share[voiced].mean() > share[~mixed.voice & (mixed.weight > 0)].mean()  # the binary target agrees
     chunks = make_chunks([mixed], 100, log_mel)
     np.testing.assert_array_equal(np.concatenate(list(chunks.voice_share))[:len(share)], mixed.voice_share)
+
+
+def test_phase_sensitive_share_is_the_voice_along_the_mixture_truncated_to_one():
+    """The mask head's target: 1 where the mixture is the voice alone, 0 where it has none, 0 (truncated) where
+    the voice is cancelled by an accompaniment in opposite phase, and never above the magnitude share."""
+    from stream_dc.features import FeatureConfig, LogMel
+    from training.data import make_chunks, mix_features
+
+    log_mel = LogMel(FeatureConfig())
+    rng = np.random.default_rng(2)
+    v, a = voice(1.0, 16000, rng), accompaniment(1.0, 16000, rng)
+    only_voice = mix_features(v, np.zeros_like(v), log_mel)
+    active = only_voice.weight > 0
+    np.testing.assert_allclose(only_voice.voice_psa[active].astype(np.float32), 1.0, atol=2e-3)
+    assert np.all(mix_features(np.zeros_like(a), a, log_mel).voice_psa == 0)
+    opposed = mix_features(v, -2.0 * v, log_mel)  # the mixture is -v: the voice points against it
+    assert np.all(opposed.voice_psa[opposed.weight > 0] == 0)
+    mixed = mix_features(v, a, log_mel)
+    assert mixed.voice_psa.dtype == np.float16
+    psa, share = mixed.voice_psa.astype(np.float32), mixed.voice_share.astype(np.float32)
+    assert psa.min() >= 0 and psa.max() <= 1
+    assert np.all(psa <= np.minimum(share, 1.0) + 2e-3)  # |S| cos <= |S|
+    voiced = mixed.voice & (mixed.weight > 0)
+    assert psa[voiced].mean() > 0.5 > psa[~mixed.voice & (mixed.weight > 0)].mean()
+    chunks = make_chunks([mixed], 100, log_mel)
+    np.testing.assert_array_equal(np.concatenate(list(chunks.voice_psa))[:len(psa)], mixed.voice_psa)

@@ -12,7 +12,12 @@ from export.onnx_graph import build_model, quantize_int8  # noqa: E402
 from stream_dc.bundle import load_bundle  # noqa: E402
 from stream_dc.features import FeatureConfig  # noqa: E402
 from stream_dc.inference import EmbeddingModel  # noqa: E402
-from training.loss import clustered_mask_loss, deep_clustering_loss, two_means_assignment  # noqa: E402
+from training.loss import (  # noqa: E402
+    clustered_mask_loss,
+    deep_clustering_loss,
+    mask_inference_loss,
+    two_means_assignment,
+)
 from training.model import PRESETS, DeepClusteringNet, ModelConfig, inference_weights  # noqa: E402
 
 
@@ -90,6 +95,99 @@ def test_clustered_mask_loss_scores_the_soft_mask_that_two_means_makes():
     quiet[~voice] = 1e-3
     assert clustered_mask_loss(close.detach(), quiet, share, weights, 4.0) != pytest.approx(loss.item())
     assert clustered_mask_loss(close.detach(), magnitude, share, torch.zeros(1, 6, 8), 4.0).item() == 0.0
+
+
+def test_mask_inference_loss_is_the_magnitude_weighted_error_of_the_voice():
+    """Brute force, bin by bin: sum over active bins of |mask m - share m| over the sum of their m, per example."""
+    generator = torch.Generator().manual_seed(5)
+    mask, share = torch.rand(2, 4, 6, generator=generator), torch.rand(2, 4, 6, generator=generator)
+    magnitude = torch.rand(2, 4, 6, generator=generator) * 3
+    weights = (torch.rand(2, 4, 6, generator=generator) > 0.3).float()
+    expected = 0.0
+    for b in range(2):
+        error = total = 0.0
+        for t in range(4):
+            for f in range(6):
+                if weights[b, t, f] > 0:
+                    error += abs(float(mask[b, t, f]) * float(magnitude[b, t, f])
+                                 - float(share[b, t, f]) * float(magnitude[b, t, f]))
+                    total += float(magnitude[b, t, f])
+        expected += error / total / 2
+    assert mask_inference_loss(mask, magnitude, share, weights).item() == pytest.approx(expected, rel=1e-5)
+    assert mask_inference_loss(share, magnitude, share, weights).item() == 0.0
+    # the gradient pulls the mask towards the target
+    mask.requires_grad_(True)
+    mask_inference_loss(mask, magnitude, share, weights).backward()
+    active = weights > 0
+    assert torch.all(torch.sign(mask.grad[active]) == torch.sign((mask - share).detach()[active]))
+
+
+def test_chimera_network_gives_both_heads_and_the_onnx_graphs_agree_with_torch(tmp_path):
+    """A mask head beside the embeddings: shapes and ranges, the window and chunked graphs against PyTorch for
+    both heads (float32 and int8), the bundle's runtime models giving the mask, and --init reading it back."""
+    from export.bundle_weights import model_from_bundle
+    from export.exporter import run_chunked, run_onnx
+    from stream_dc.inference import ChunkedEmbeddingModel
+    from training.model import chunked_embeddings
+
+    torch.manual_seed(4)
+    model = DeepClusteringNet(ModelConfig(n_mels=150, hidden=16, layers=2, embedding_dim=20, mask_head=True))
+    model.train()
+    for _ in range(3):
+        model(torch.randn(4, 50, 150) * 1.5 + 0.3)
+    model.eval()
+    x = np.random.default_rng(4).standard_normal((2, 60, 150)).astype(np.float32)
+    with torch.no_grad():
+        embeddings, mask = model(torch.from_numpy(x), with_mask=True)
+    assert embeddings.shape == (2, 60, 150, 20) and mask.shape == (2, 60, 150)
+    assert float(mask.min()) > 0 and float(mask.max()) < 1
+    torch.testing.assert_close(model(torch.from_numpy(x)), embeddings)  # the default output stays the embeddings
+    window = run_onnx(build_model(inference_weights(model), 150, 20), x)
+    np.testing.assert_allclose(window["voice_mask"], mask.numpy(), atol=1e-5)
+    np.testing.assert_allclose(window["embeddings"], embeddings.numpy(), atol=1e-5)
+    save_checkpoint(tmp_path / "best.pt", model)
+    for weights in ("float32", "int8"):
+        summary = export_checkpoint(tmp_path / "best.pt", tmp_path / weights, weights, quantized_min_cosine=0.98,
+                                    quantized_max_abs=0.5)
+        assert summary["onnx_vs_torch"] < 1e-4 and summary["chunked"]["onnx_vs_torch_max_abs"] < 1e-4
+        bundle = load_bundle(tmp_path / weights)
+        runtime = EmbeddingModel(bundle, "cpu")
+        assert runtime.has_mask
+        found_embeddings, found_mask = runtime.run(x)
+        tolerance = 1e-4 if weights == "float32" else 0.1
+        np.testing.assert_allclose(found_mask, mask.numpy(), atol=tolerance)
+        chunked = ChunkedEmbeddingModel(bundle, "cpu")
+        chunk_embeddings, chunk_mask = chunked.run(x[0, :24], 8)
+        reference_embeddings, reference_mask = chunked_embeddings(model, torch.from_numpy(x[:1, :24]), 8, 16,
+                                                                  with_mask=True)
+        assert chunk_embeddings.shape == (8, 150, 20) and chunk_mask.shape == (8, 150)
+        np.testing.assert_allclose(chunk_mask, reference_mask[0, :8].numpy(), atol=tolerance)
+        assert run_chunked(bundle.chunked_model_bytes, x[:1, :24], 8, 16, 2, 16)["voice_mask"].shape == (1, 24, 150)
+    read_back = model_from_bundle(load_bundle(tmp_path / "float32"))
+    assert read_back.config.mask_head
+    with torch.no_grad():
+        torch.testing.assert_close(read_back(torch.from_numpy(x), with_mask=True)[1], mask, atol=1e-5, rtol=0)
+    assert model_from_bundle(load_bundle(tmp_path / "float32"), mask_head=False).mask is None
+
+
+def test_a_tampered_export_check_is_refused(tmp_path, monkeypatch):
+    """The export compares the largest difference, not the mean: one output value off by more than the tolerance
+    is enough to refuse the bundle."""
+    import export.exporter as exporter
+
+    save_checkpoint(tmp_path / "best.pt", trained_tiny_model())
+    original = exporter.run_onnx
+
+    def one_value_off(model_bytes, features):
+        outputs = original(model_bytes, features)
+        outputs["embeddings"] = outputs["embeddings"].copy()
+        outputs["embeddings"][0, 0, 0, 0] += 1e-3
+        return outputs
+
+    monkeypatch.setattr(exporter, "run_onnx", one_value_off)
+    with pytest.raises(ExportError, match="differ"):
+        export_checkpoint(tmp_path / "best.pt", tmp_path / "bundle", "float32")
+    assert not (tmp_path / "bundle").exists()
 
 
 def explicit_blstm(layer, x, mean=None, var=None):

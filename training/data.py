@@ -50,13 +50,16 @@ class Stems:
 @dataclass
 class MixFeatures:
     """Per-frame arrays of one mixture, each ``(frames, n_mels)``: log-mel (un-normalised), voice target, weight,
-    and the voice's share of the mixture's mel magnitude (float16, clipped to [0, ``MAX_VOICE_SHARE``]), the target
-    of the clustered-mask loss."""
+    the voice's share of the mixture's mel magnitude (float16, clipped to [0, ``MAX_VOICE_SHARE``]), the target
+    of the clustered-mask loss, and its phase-sensitive share (float16 in [0, 1]), the mask head's target: the mel
+    magnitude of the voice's projection on the mixture, ``|S| cos(angle S - angle X)``, over the mixture's, truncated
+    to [0, 1] (Chimera++'s truncated phase-sensitive approximation, on the mel scale)."""
 
     log_mel: np.ndarray
     voice: np.ndarray
     weight: np.ndarray
     voice_share: np.ndarray
+    voice_psa: np.ndarray
 
 
 MAX_VOICE_SHARE = 4.0  # voice and accompaniment in opposite phase can exceed the mixture's magnitude
@@ -85,12 +88,17 @@ def mix_features(voice: np.ndarray, accompaniment: np.ndarray, log_mel: LogMel) 
     mixture = voice_spectrum + accompaniment_spectrum  # the STFT is linear
     magnitude = log_mel.mel_magnitude(mixture)
     features = log_mel.log_of(magnitude)
-    share = log_mel.mel_magnitude(voice_spectrum) / np.maximum(magnitude, log_mel.config.log_floor)
+    floor = np.maximum(magnitude, log_mel.config.log_floor)
+    share = log_mel.mel_magnitude(voice_spectrum) / floor
+    # the voice's component along the mixture in each STFT bin, |S| cos(angle S - angle X), on the mel scale
+    projection = np.real(voice_spectrum * np.conj(mixture)) / np.maximum(np.abs(mixture), 1e-12)
+    phase_sensitive = (projection.astype(np.float64) @ log_mel.filterbank64.T) / floor
     return MixFeatures(
         log_mel=features,
         voice=ideal_binary_mask(voice_spectrum, accompaniment_spectrum, log_mel),
         weight=log_mel.active_bins(features).astype(np.float32),
         voice_share=np.clip(share, 0.0, MAX_VOICE_SHARE).astype(np.float16),
+        voice_psa=np.clip(phase_sensitive, 0.0, 1.0).astype(np.float16),
     )
 
 
@@ -103,12 +111,13 @@ def normalisation(features: list[MixFeatures]) -> tuple[np.ndarray, np.ndarray]:
 @dataclass
 class Chunks:
     """Stacked training chunks, each ``(n, chunk, n_mels)``: features normalised, voice bool, weight float32,
-    voice share float16 (see ``MixFeatures``)."""
+    voice share and phase-sensitive share float16 (see ``MixFeatures``)."""
 
     features: np.ndarray
     voice: np.ndarray
     weight: np.ndarray
     voice_share: np.ndarray
+    voice_psa: np.ndarray
 
     def __len__(self) -> int:
         return len(self.features)
@@ -138,7 +147,7 @@ def make_chunks(mixes: list[MixFeatures], chunk: int, log_mel: LogMel, rng: np.r
     at least ``min_fraction * chunk`` frames is padded with silent, zero-weight frames. ``weighting`` picks the
     loss weights (``bin_weights``)."""
     silence = log_mel.silence_log_mel()
-    features, voices, weights, shares = [], [], [], []
+    features, voices, weights, shares, psas = [], [], [], [], []
     for mix in mixes:
         weight = bin_weights(mix, weighting)
         frames = len(mix.log_mel)
@@ -156,11 +165,13 @@ def make_chunks(mixes: list[MixFeatures], chunk: int, log_mel: LogMel, rng: np.r
             voices.append(np.pad(mix.voice[start:end], ((0, pad), (0, 0))))
             weights.append(np.pad(weight[start:end], ((0, pad), (0, 0))))
             shares.append(np.pad(mix.voice_share[start:end], ((0, pad), (0, 0))))
+            psas.append(np.pad(mix.voice_psa[start:end], ((0, pad), (0, 0))))
     n_mels = log_mel.config.n_mels
     if not features:
         return Chunks(np.zeros((0, chunk, n_mels), np.float32), np.zeros((0, chunk, n_mels), bool),
-                      np.zeros((0, chunk, n_mels), np.float32), np.zeros((0, chunk, n_mels), np.float16))
-    return Chunks(np.stack(features), np.stack(voices), np.stack(weights), np.stack(shares))
+                      np.zeros((0, chunk, n_mels), np.float32), np.zeros((0, chunk, n_mels), np.float16),
+                      np.zeros((0, chunk, n_mels), np.float16))
+    return Chunks(np.stack(features), np.stack(voices), np.stack(weights), np.stack(shares), np.stack(psas))
 
 
 # -- parallel feature computation (worker processes inherit the stems by fork) ----------------------------------

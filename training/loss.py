@@ -79,3 +79,17 @@ def clustered_mask_loss(embeddings: torch.Tensor, magnitude: torch.Tensor, voice
     if not losses:
         return embeddings.sum() * 0.0
     return torch.stack(losses).mean()
+
+
+def mask_inference_loss(mask: torch.Tensor, magnitude: torch.Tensor, target_share: torch.Tensor,
+                        weights: torch.Tensor) -> torch.Tensor:
+    """The mask head's loss (Chimera++'s truncated phase-sensitive approximation, L1, on the mel scale): per example
+    ``sum w |mask * m - share * m| / sum w m`` with ``m`` the mixture's mel magnitude and ``share`` the voice's
+    truncated phase-sensitive share of it, so the error is that of the voice's mel magnitude, relative to the
+    mixture's, over the bins with ``w > 0``.
+
+    mask, magnitude, target_share, weights ``(batch, frames, n_mels)``. Returns the mean over the batch."""
+    active = (weights > 0).float()
+    m = magnitude.float() * active
+    per_example = (m * (mask.float() - target_share.float()).abs()).sum((1, 2)) / m.sum((1, 2)).clamp_min(1e-12)
+    return per_example.mean()

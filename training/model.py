@@ -7,6 +7,10 @@ covariance), in evaluation from the running statistics. The fused LSTM kernel (c
 both, and the exported graph is a plain ONNX LSTM.
 
 Shapes: features ``(batch, frames, n_mels)`` -> embeddings ``(batch, frames, n_mels, embedding_dim)``, unit length.
+
+With ``mask_head`` the network is a Chimera network (Luo et al., ICASSP 2017; Wang, Le Roux & Hershey, ICASSP 2018):
+a second head on the same BLSTM output gives a voice mask per bin, ``(batch, frames, n_mels)`` in (0, 1), trained by
+mask inference beside the deep clustering loss.
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ class ModelConfig:
     dropout: float = 0.2
     bn_momentum: float = 0.05
     bn_eps: float = 1e-5
+    mask_head: bool = False  # a second, mask-inference head (Chimera)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -118,7 +123,8 @@ class BatchNormBLSTM(nn.Module):
 
 
 class DeepClusteringNet(nn.Module):
-    """BLSTM stack + feed-forward layer of ``n_mels * embedding_dim`` units, tanh, unit-normalised per bin."""
+    """BLSTM stack + feed-forward layer of ``n_mels * embedding_dim`` units, tanh, unit-normalised per bin; with
+    ``config.mask_head`` also a feed-forward layer of ``n_mels`` sigmoid units, the voice mask."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -128,6 +134,7 @@ class DeepClusteringNet(nn.Module):
             BatchNormBLSTM(sizes[i], config.hidden, config.bn_momentum, config.bn_eps) for i in range(config.layers))
         self.dropout = nn.Dropout(config.dropout)
         self.embedding = nn.Linear(2 * config.hidden, config.n_mels * config.embedding_dim)
+        self.mask = nn.Linear(2 * config.hidden, config.n_mels) if config.mask_head else None
 
     @torch.no_grad()
     def calibrate_batch_norm(self, features: torch.Tensor) -> None:
@@ -141,13 +148,22 @@ class DeepClusteringNet(nn.Module):
             x = blstm(x)
         self.train(was_training)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, with_mask: bool = False):
+        """``(batch, frames, n_mels)`` -> embeddings ``(batch, frames, n_mels, dim)``; with ``with_mask`` the pair
+        (embeddings, voice mask ``(batch, frames, n_mels)``), the mask None without a mask head."""
         x = features
         for blstm in self.blstms:
             x = self.dropout(blstm(x))
+        return self.heads(x, with_mask)
+
+    def heads(self, x: torch.Tensor, with_mask: bool = False):
+        """The output layers on the last BLSTM layer's output ``(batch, frames, 2H)``; see ``forward``."""
         batch, frames, _ = x.shape
         v = torch.tanh(self.embedding(x)).reshape(batch, frames, self.config.n_mels, self.config.embedding_dim)
-        return F.normalize(v, dim=-1, eps=1e-8)
+        embeddings = F.normalize(v, dim=-1, eps=1e-8)
+        if not with_mask:
+            return embeddings
+        return embeddings, (torch.sigmoid(self.mask(x)) if self.mask is not None else None)
 
 
 # PyTorch orders LSTM gates (i, f, g, o); ONNX orders them (i, o, f, c).
@@ -164,7 +180,8 @@ def inference_weights(model: DeepClusteringNet) -> dict:
     """The evaluation-mode network as plain arrays for an ONNX graph (batch norm folded, ONNX gate order).
 
     Returns ``{"layers": [{"W": (2, 4H, in), "R": (2, 4H, H), "B": (2, 8H)}, ...], "output_weight": (2H, n_mels*dim),
-    "output_bias": (n_mels*dim,)}`` as float32 numpy arrays.
+    "output_bias": (n_mels*dim,)}`` as float32 numpy arrays, and with a mask head ``"mask_weight": (2H, n_mels)`` and
+    ``"mask_bias": (n_mels,)``.
     """
     layers = []
     for blstm in model.blstms:
@@ -176,11 +193,15 @@ def inference_weights(model: DeepClusteringNet) -> dict:
             "B": torch.cat([_onnx_gate_order(bias_ih, hidden), _onnx_gate_order(blstm.bias_hh, hidden)], dim=1)
             .float().cpu().numpy(),
         })
-    return {
+    weights = {
         "layers": layers,
         "output_weight": model.embedding.weight.T.float().cpu().numpy().copy(),
         "output_bias": model.embedding.bias.float().cpu().numpy().copy(),
     }
+    if model.mask is not None:
+        weights["mask_weight"] = model.mask.weight.T.float().cpu().numpy().copy()
+        weights["mask_bias"] = model.mask.bias.float().cpu().numpy().copy()
+    return weights
 
 
 def _lstm_direction(blstm: BatchNormBLSTM, direction: int, x: torch.Tensor, state=None):
@@ -200,19 +221,21 @@ def _lstm_direction(blstm: BatchNormBLSTM, direction: int, x: torch.Tensor, stat
 
 
 @torch.no_grad()
-def chunked_embeddings(model: DeepClusteringNet, features: torch.Tensor, chunk: int, lookahead: int) -> torch.Tensor:
+def chunked_embeddings(model: DeepClusteringNet, features: torch.Tensor, chunk: int, lookahead: int,
+                       with_mask: bool = False):
     """The latency-controlled BLSTM: the reference for the exported chunked graph.
 
     Frames are processed ``chunk`` at a time. In every layer the forward LSTM carries its state from chunk to chunk
     (it sees the whole past, as offline), and the backward LSTM runs from a fresh state over the chunk and
     ``lookahead`` further frames; each layer feeds the next over chunk + look-ahead, and only the chunk's frames
     are emitted. Frames past the end of ``features`` are silence as the caller gives them: here the signal simply
-    ends. ``features (batch, frames, n_mels)`` -> embeddings ``(batch, frames, n_mels, dim)``.
+    ends. ``features (batch, frames, n_mels)`` -> embeddings ``(batch, frames, n_mels, dim)``, or with ``with_mask``
+    the pair of embeddings and voice masks ``(batch, frames, n_mels)`` (None without a mask head).
     """
     model.eval()
-    batch, frames, _ = features.shape
+    frames = features.shape[1]
     states = [None] * len(model.blstms)
-    outputs = []
+    outputs, masks = [], []
     for start in range(0, frames, chunk):
         x = features[:, start:start + chunk + lookahead]
         decided = min(chunk, frames - start)
@@ -222,7 +245,10 @@ def chunked_embeddings(model: DeepClusteringNet, features: torch.Tensor, chunk: 
             backward, _ = _lstm_direction(blstm, 1, x)
             states[index] = state
             x = torch.cat([torch.cat([head, tail], dim=1), backward], dim=-1)
-        v = torch.tanh(model.embedding(x[:, :decided]))
-        outputs.append(F.normalize(v.reshape(batch, decided, model.config.n_mels, model.config.embedding_dim), dim=-1,
-                                   eps=1e-8))
-    return torch.cat(outputs, dim=1)
+        embeddings, mask = model.heads(x[:, :decided], with_mask=True)
+        outputs.append(embeddings)
+        masks.append(mask)
+    embeddings = torch.cat(outputs, dim=1)
+    if not with_mask:
+        return embeddings
+    return embeddings, (torch.cat(masks, dim=1) if model.mask is not None else None)

@@ -50,7 +50,7 @@ from .data import (
     worker_pool,
 )
 from .embedders import torch_window_embedder
-from .loss import clustered_mask_loss, deep_clustering_loss
+from .loss import clustered_mask_loss, deep_clustering_loss, mask_inference_loss
 from .mixing import MixingConfig, draw_remixes, render
 from .model import PRESETS, DeepClusteringNet, ModelConfig
 from .voice_activity import fit_voice_activity
@@ -103,6 +103,9 @@ def add_arguments(parser: argparse.ArgumentParser, data_required: bool = True) -
                         help="add the error of the mask that clustering the embeddings makes (clustered_mask_loss), "
                              "with this weight, to the deep clustering loss, in training and validation "
                              "(0: the paper's loss alone)")
+    parser.add_argument("--mask-head", type=float, default=0.0, metavar="WEIGHT",
+                        help="train a second, mask-inference head on the same BLSTM (a Chimera network) with this "
+                             "weight on its loss beside the deep clustering loss's 1 (0: no mask head)")
     parser.add_argument("--mask-softness", type=float, default=4.0,
                         help="the clustered-mask loss's soft assignment, as the exported bundle's mask softness")
     parser.add_argument("--lr", type=float, default=1e-3, help="RMSprop learning rate")
@@ -226,7 +229,7 @@ def pick_device(choice: str) -> torch.device:
 def model_config_from(args) -> ModelConfig:
     config = PRESETS[args.preset]
     overrides = {k: v for k, v in (("hidden", args.hidden), ("layers", args.layers)) if v}
-    return ModelConfig(**{**config.to_dict(), **overrides})
+    return ModelConfig(**{**config.to_dict(), **overrides, "mask_head": args.mask_head > 0})
 
 
 def batches(chunks: Chunks, batch: int, rng: np.random.Generator, limit: int):
@@ -239,8 +242,10 @@ def batches(chunks: Chunks, batch: int, rng: np.random.Generator, limit: int):
 
 
 def chunks_slice(chunks: Chunks, index) -> tuple[np.ndarray, ...]:
-    """``(features, voice, weight, voice_share)`` of the chunks at ``index`` (a slice or an index array)."""
-    return chunks.features[index], chunks.voice[index], chunks.weight[index], chunks.voice_share[index]
+    """``(features, voice, weight, voice_share, voice_psa)`` of the chunks at ``index`` (a slice or an index
+    array)."""
+    return (chunks.features[index], chunks.voice[index], chunks.weight[index], chunks.voice_share[index],
+            chunks.voice_psa[index])
 
 
 def to_tensors(*arrays, device):
@@ -249,35 +254,56 @@ def to_tensors(*arrays, device):
 
 class Objective:
     """The training loss of a batch: the deep clustering loss, plus ``--mask-loss`` times the clustered-mask loss
-    (which reads the mixture's mel magnitude back from the normalised features)."""
+    and ``--mask-head`` times the mask head's loss (both read the mixture's mel magnitude back from the normalised
+    features). ``terms`` gives each part; calling the objective gives their weighted sum."""
 
     def __init__(self, log_mel: LogMel, args, device):
         self.mask_weight, self.softness = args.mask_loss, args.mask_softness
+        self.head_weight = getattr(args, "mask_head", 0.0)
         self.mean = torch.from_numpy(log_mel.mean).to(device)
         self.std = torch.from_numpy(log_mel.std).to(device)
         self.floor = log_mel.config.log_floor
 
-    def __call__(self, embeddings, features, voice, weight, voice_share) -> torch.Tensor:
-        loss = deep_clustering_loss(embeddings, voice, weight)
-        if self.mask_weight:
+    def terms(self, outputs, features, voice, weight, voice_share, voice_psa) -> dict[str, torch.Tensor]:
+        """``outputs``: the network's embeddings, or (embeddings, voice mask) from a Chimera network."""
+        embeddings, mask = outputs if isinstance(outputs, tuple) else (outputs, None)
+        terms = {"deep_clustering": deep_clustering_loss(embeddings, voice, weight)}
+        if self.mask_weight or (self.head_weight and mask is not None):
             magnitude = (torch.exp(features * self.std + self.mean) - self.floor).clamp_min(0.0)
-            loss = loss + self.mask_weight * clustered_mask_loss(embeddings, magnitude, voice_share, weight,
-                                                                 self.softness)
-        return loss
+            if self.mask_weight:
+                terms["clustered_mask"] = clustered_mask_loss(embeddings, magnitude, voice_share, weight,
+                                                              self.softness)
+            if self.head_weight and mask is not None:
+                terms["mask_head"] = mask_inference_loss(mask, magnitude, voice_psa, weight)
+        return terms
+
+    def total(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        weights = {"deep_clustering": 1.0, "clustered_mask": self.mask_weight, "mask_head": self.head_weight}
+        return sum(weights[name] * value for name, value in terms.items())
+
+    def __call__(self, outputs, features, voice, weight, voice_share, voice_psa) -> torch.Tensor:
+        return self.total(self.terms(outputs, features, voice, weight, voice_share, voice_psa))
 
 
 @torch.no_grad()
-def validation_loss(model, objective: Objective, chunks: Chunks, batch: int, device, distributed: Distributed) -> float:
+def validation_loss(model, objective: Objective, chunks: Chunks, batch: int, device, distributed: Distributed
+                    ) -> tuple[float, dict[str, float]]:
+    """The objective's mean over ``chunks`` and the mean of each of its terms."""
     model.eval()
-    total, count = 0.0, 0.0
+    sums: dict[str, float] = {}
+    count = 0.0
     for start in range(distributed.rank * batch, len(chunks), batch * distributed.world):
-        features, voice, weight, share = to_tensors(*chunks_slice(chunks, slice(start, start + batch)), device=device)
-        loss = objective(model(features), features, voice, weight, share)
-        total += float(loss) * len(features)
-        count += len(features)
-    total, count = distributed.all_sum([total, count])
+        arrays = to_tensors(*chunks_slice(chunks, slice(start, start + batch)), device=device)
+        terms = objective.terms(model(arrays[0], with_mask=True), *arrays)
+        terms["total"] = objective.total(terms)
+        for name, value in terms.items():
+            sums[name] = sums.get(name, 0.0) + float(value) * len(arrays[0])
+        count += len(arrays[0])
+    names = sorted(sums)
+    values = distributed.all_sum([sums[name] for name in names] + [count])
     model.train()
-    return total / max(count, 1.0)
+    means = {name: value / max(values[-1], 1.0) for name, value in zip(names, values)}
+    return means.pop("total"), means
 
 
 @torch.no_grad()
@@ -287,7 +313,7 @@ def reference_centroids(model, chunks: Chunks, batch: int, device) -> tuple[np.n
     sums = None
     counts = torch.zeros(2, dtype=torch.float64)
     for start in range(0, len(chunks), batch):
-        features, voice, weight, _ = to_tensors(*chunks_slice(chunks, slice(start, start + batch)), device=device)
+        features, voice, weight, *_ = to_tensors(*chunks_slice(chunks, slice(start, start + batch)), device=device)
         embeddings = model(features).double()
         active = weight > 0
         voice_bins, accompaniment_bins = embeddings[active & voice], embeddings[active & ~voice]
@@ -446,7 +472,7 @@ def train(args) -> Path:
     elif bundle is not None:
         from export.bundle_weights import model_from_bundle
 
-        model = model_from_bundle(bundle)
+        model = model_from_bundle(bundle, mask_head=args.mask_head > 0)
         model_config = model.config
         calibration = make_chunks(list(originals.values()), args.chunk_long, log_mel)
         pick = np.random.default_rng(args.seed).permutation(len(calibration))[:64]
@@ -528,8 +554,8 @@ def train(args) -> Path:
         running = 0.0
         progress = _progress(steps, f"epoch {epoch + 1} ({chunk} frames)", distributed.main)
         for step, arrays in enumerate(batches(chunks, batch, rng, steps)):
-            features, voice, weight, share = to_tensors(*arrays, device=device)
-            loss = objective(wrapped(features), features, voice, weight, share)
+            arrays = to_tensors(*arrays, device=device)
+            loss = objective(wrapped(arrays[0], with_mask=True), *arrays)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if args.clip:
@@ -541,8 +567,10 @@ def train(args) -> Path:
         progress.close()
         train_loss = distributed.all_sum([running / max(steps, 1)])[0] / distributed.world
         val_batch = max(1, args.batch_frames // args.chunk_long)
-        val_sets = {name: validation_loss(model, objective, chunks, val_batch, device, distributed)
+        measured = {name: validation_loss(model, objective, chunks, val_batch, device, distributed)
                     for name, chunks in val_chunks.items()}
+        val_sets = {name: total for name, (total, _) in measured.items()}
+        val_terms = {name: terms for name, (_, terms) in measured.items()}
         val = float(np.mean(list(val_sets.values())))  # every set counts the same, however many chunks it has
         improved = val < state["best_val"]
         if improved:
@@ -558,7 +586,7 @@ def train(args) -> Path:
         state["epoch"], state["stage_epoch"] = epoch + 1, state["stage_epoch"] + 1
         state["stage_seconds"] += seconds
         entry = {"epoch": epoch + 1, "chunk": chunk, "train_loss": train_loss, "val_loss": val, "val_sets": val_sets,
-                 "lr": state["lr"],
+                 "val_terms": val_terms, "lr": state["lr"],
                  "steps": steps, "seconds": round(seconds, 1), "best": improved,
                  "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         state["history"].append(entry)

@@ -33,7 +33,7 @@ def song_masks(separator, track):
     """The pipeline's voice mask ``(frames, bins, 1)`` on the song's STFT, the STFT geometry, the mixture's and the
     voice's spectra ``(frames, bins, channels)`` and the bins' frequencies ``(bins,)``."""
     from stream_dc.audio import AudioSource
-    from stream_dc.evaluate import whole_stft
+    from stream_dc.evaluation.oracles import whole_stft
     from stream_dc.masks import MelMaskTrack
     from stream_dc.synthesis import ProjectionSynthesis
 
@@ -42,7 +42,8 @@ def song_masks(separator, track):
     geometry, spectra = whole_stft(mixture, track.sample_rate, separator.window_hops)
     _, voice = whole_stft(track.voice, track.sample_rate, separator.window_hops)
     synthesis = ProjectionSynthesis(separator.bundle.config.features, track.sample_rate, mixture.shape[1],
-                                    separator.refiner, window_hops=separator.window_hops)
+                                    MelMaskTrack.from_array(mel_masks), separator.refiner,
+                                    window_hops=separator.window_hops)
     positions = synthesis.projector.analysis_positions(geometry.first_frame, len(spectra))
     masks = synthesis.voice_masks(spectra, MelMaskTrack.from_array(mel_masks).at(positions))
     return masks[..., None], geometry, spectra, voice, synthesis.frequencies
@@ -61,7 +62,7 @@ def held_out_songs_arguments(description: str) -> argparse.Namespace:
 def held_out_songs(data: Path, set_name: str) -> list:
     """The MUSDB18 songs (``TrackRef``) of the held-out set ``set_name`` (see ``benchmarks/quality.py``), or of
     neither (``training``)."""
-    from stream_dc.datasets import list_tracks
+    from stream_dc.evaluation.datasets import list_tracks
 
     refs = list_tracks(data / "musdb18-7", "musdb")
     if set_name == "training":
@@ -74,7 +75,8 @@ def held_out_songs(data: Path, set_name: str) -> list:
 def main() -> int:
     args = held_out_songs_arguments(__doc__.splitlines()[0])
 
-    from stream_dc.evaluate import masked_stems, usdr
+    from stream_dc.evaluation.evaluate import usdr
+    from stream_dc.evaluation.oracles import masked_stems
     from stream_dc.separator import Separator
 
     refs = held_out_songs(args.data, args.set)

@@ -20,7 +20,7 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import machine, music, table, write_csv, write_report  # noqa: E402
-from stream_dc.io import encode_pcm  # noqa: E402
+from stream_dc.pcm import encode_pcm  # noqa: E402
 
 CLI = [sys.executable, "-m", "stream_dc"]
 RATE, CHANNELS = 44100, 2

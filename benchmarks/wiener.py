@@ -46,7 +46,7 @@ def main() -> int:
         print("wiener: needs norbert: pip install 'stream-dc[eval]'", file=sys.stderr)
         return 1
 
-    from stream_dc.evaluate import usdr
+    from stream_dc.evaluation.evaluate import usdr
     from stream_dc.separator import Separator
     from stream_dc.stft import OverlapAdd
 

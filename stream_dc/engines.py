@@ -1,9 +1,10 @@
 """Mask engines of the streaming processor: log-mel frames in, voice masks in a ``MelMaskTrack`` out.
 
-Both follow one small protocol: ``process(frames)`` takes the next log-mel frames ``(n, n_mels)`` and runs the
-network wherever enough of them have arrived; ``flush(total_frames)`` runs the rest on the frames up to the end;
-``reset()`` starts over; ``lookahead_frames`` is how many analysis frames past a mask frame its mask reads;
-``track`` holds the masks, final below ``track.final_end``; ``runs`` counts network runs.
+Both are stages (``stages``): ``process(frames)`` takes the next log-mel frames ``(n, n_mels)`` and runs the
+network wherever enough of them have arrived; ``flush()`` runs the rest on the frames up to the end of the stream;
+``reset()`` starts over; ``lookahead_frames`` is how many analysis frames past a mask frame its mask reads, and
+``latency_samples`` the same in samples of the input the frames come from; ``track`` holds the masks, final below
+``track.final_end``; ``runs`` counts network runs.
 
 - ``WindowEngine``: 500-frame windows every ``hop`` frames, each deciding ``hop`` frames that lie ``lookahead``
   frames before its end, blended with the next window's masks by complementary raised cosines.
@@ -40,14 +41,21 @@ class _Engine:
     """What both engines share: the buffered features, the mask track, the online centroids."""
 
     def __init__(self, preset: LatencyPreset, config: BundleConfig, log_mel: LogMel, model, centroids: OnlineCentroids,
-                 mask_softness: float, voice_activity: VoiceActivity | None = None):
+                 mask_softness: float, voice_activity: VoiceActivity | None = None, sample_rate: int | None = None):
         self.preset, self.config, self.log_mel, self.model = preset, config, log_mel, model
         self.centroids, self.mask_softness, self.voice_activity = centroids, mask_softness, voice_activity
+        self.sample_rate = sample_rate or config.features.sample_rate  # of the input the frames come from
+        self.track = MelMaskTrack(self.config.features.n_mels)
         self.reset()
+
+    @property
+    def latency_samples(self) -> float:
+        features = self.config.features
+        return self.lookahead_frames * features.hop_length * self.sample_rate / features.sample_rate
 
     def reset(self) -> None:
         self.centroids.reset()
-        self.track = MelMaskTrack(self.config.features.n_mels)
+        self.track.reset()
         self.features_start = 0  # absolute index of self.features[0]
         self.features = np.zeros((0, self.config.features.n_mels), np.float32)
         self.next_run = 0
@@ -62,7 +70,8 @@ class _Engine:
             self.features = np.concatenate([self.features, frames])
         self._run(total_frames=None)
 
-    def flush(self, total_frames: int) -> None:
+    def flush(self) -> None:
+        total_frames = self.available
         self._run(total_frames)
         self.track.total_frames = total_frames
         self.track.finalise(total_frames)
@@ -185,14 +194,16 @@ class ChunkEngine(_Engine):
 
 
 def make_engine(preset: LatencyPreset, config: BundleConfig, log_mel: LogMel, model, forgetting: float,
-                mask_softness: float, voice_activity: VoiceActivity | None = None) -> _Engine:
-    """The engine for ``preset`` with its online centroids. ``forgetting`` is per 100 frames (the balanced hop):
-    the window engine applies it per window, the chunked engine per chunk scaled to the chunk's length."""
+                mask_softness: float, voice_activity: VoiceActivity | None = None,
+                sample_rate: int | None = None) -> _Engine:
+    """The engine for ``preset`` with its online centroids, for frames of an input at ``sample_rate`` (its latency
+    is given in that input's samples). ``forgetting`` is per 100 frames (the balanced hop): the window engine
+    applies it per window, the chunked engine per chunk scaled to the chunk's length."""
     if preset.chunked:
         centroids = OnlineCentroids(config.voice_centroid, config.accompaniment_centroid,
                                     forgetting ** (preset.hop / 100), min_points=CHUNKED_FIT_POINTS,
                                     thresholds=config.voice_thresholds, min_update=16)
-        return ChunkEngine(preset, config, log_mel, model, centroids, mask_softness, voice_activity)
+        return ChunkEngine(preset, config, log_mel, model, centroids, mask_softness, voice_activity, sample_rate)
     centroids = OnlineCentroids(config.voice_centroid, config.accompaniment_centroid, forgetting,
                                 thresholds=config.voice_thresholds)
-    return WindowEngine(preset, config, log_mel, model, centroids, mask_softness, voice_activity)
+    return WindowEngine(preset, config, log_mel, model, centroids, mask_softness, voice_activity, sample_rate)

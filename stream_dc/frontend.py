@@ -12,9 +12,10 @@ from .stft import FrameAnalyzer, StftGeometry
 
 
 class AnalysisFrontEnd:
-    """``push(block)`` with ``(samples, channels)`` audio returns the log-mel frames ``(frames, n_mels)`` that
-    became complete; ``finish(n_samples)`` zero-pads and returns the rest; ``reset()`` starts over. Frames are
-    numbered from 0 (centred at 16 kHz sample ``t * hop``); ``total_frames`` is known after ``finish``."""
+    """A stage (``stages``): ``process(block)`` with ``(samples, channels)`` audio returns the log-mel frames
+    ``(frames, n_mels)`` that became complete; ``flush()`` zero-pads and returns the rest; ``reset()`` starts over.
+    Frames are numbered from 0 (centred at 16 kHz sample ``t * hop``); ``total_frames`` is known after ``flush``.
+    ``latency_samples`` (fractional) is how far past a frame's centre it reads, in input samples."""
 
     def __init__(self, log_mel: LogMel, sample_rate: int):
         self.log_mel, self.sample_rate = log_mel, sample_rate
@@ -26,9 +27,10 @@ class AnalysisFrontEnd:
         self.analyzer = FrameAnalyzer(StftGeometry(config.n_fft, config.hop_length), 1, start_frame=0)
         self.total_frames: int | None = None
         self.frames_out = 0
+        self.n_in = 0
 
     @property
-    def lookahead_samples(self) -> float:
+    def latency_samples(self) -> float:
         """Input samples past the centre of an analysis frame that it reads: the resampler's look-ahead and the
         second half of the 16 kHz window."""
         config = self.log_mel.config
@@ -38,13 +40,14 @@ class AnalysisFrontEnd:
         self.frames_out += len(spectra)
         return self.log_mel.log_mel(spectra[:, :, 0])
 
-    def push(self, block: np.ndarray) -> np.ndarray:
+    def process(self, block: np.ndarray) -> np.ndarray:
+        self.n_in += len(block)
         _, spectra = self.analyzer.process(self.resampler.process(mono_downmix(block)[:, None]))
         return self._log_mel(spectra)
 
-    def finish(self, n_samples: int) -> np.ndarray:
+    def flush(self) -> np.ndarray:
         config = self.log_mel.config
-        analysis_samples = -(-n_samples * config.sample_rate // self.sample_rate)
+        analysis_samples = -(-self.n_in * config.sample_rate // self.sample_rate)
         self.total_frames = analysis_samples // config.hop_length + 1
         _, spectra = self.analyzer.process(self.resampler.flush(analysis_samples))
         _, tail = self.analyzer.flush(self.total_frames)

@@ -62,9 +62,13 @@ class MelMaskTrack:
 
     def __init__(self, n_mels: int, total_frames: int | None = None):
         self.n_mels = n_mels
+        self.reset(total_frames)
+
+    def reset(self, total_frames: int | None = None) -> None:
+        """Start over, empty."""
         self.total_frames = total_frames
         self.start = 0
-        self.values = np.zeros((0, n_mels), np.float32)
+        self.values = np.zeros((0, self.n_mels), np.float32)
         self.final_end = 0
 
     @classmethod

@@ -30,9 +30,10 @@ from .cluster import evenly_spread, kmeans, nearest, voice_clusters
 from .features import LogMel
 from .frontend import AnalysisFrontEnd
 from .inference import EmbeddingModel
+from .keyshift import KeyShift
 from .masks import MelMaskTrack, gated_voice_mask
-from .stft import OFFLINE_WINDOW_HOPS
-from .synthesis import RECONSTRUCTIONS, make_synthesis
+from .options import SeparationOptions
+from .synthesis import make_synthesis
 
 
 @dataclass
@@ -53,37 +54,34 @@ class Separator:
     """Owns the whole offline job: features, network, clustering and synthesis.
 
     ``separate(audio, sample_rate)`` takes ``(samples,)`` or ``(samples, channels)`` float audio at any rate and
-    returns ``(vocals, accompaniment)`` of the same shape. ``mode='stream'`` runs the streaming processor
-    instead (with ``latency`` preset) and trims its latency, so the result aligns with the input. Offline only:
-    ``wiener`` applies the multichannel Wiener post-filter (``stream_dc.wiener``), ``channel_masks`` averages a
-    two-channel input's masks over its downmix and each channel, and ``window_hops`` sets the synthesis STFT's
-    window (8 hops: 64 ms).
+    returns ``(vocals, accompaniment)`` of the same shape. The options are a ``SeparationOptions`` (``options``)
+    with any of its fields given by name changed (``wiener=False``); ``bundle`` (a loaded bundle or a folder)
+    overrides the options' model. ``mode='stream'`` runs the streaming processor instead (with its ``latency``
+    preset) and trims its latency, so the result aligns with the input. Offline only: ``wiener`` applies the
+    multichannel Wiener post-filter (``stream_dc.wiener``), ``channel_masks`` averages a two-channel input's masks
+    over its downmix and each channel, and ``synthesis_window_ms`` sets the synthesis STFT's window. ``key``
+    shifts both stems by that many semitones, keeping their length.
     """
 
-    def __init__(self, bundle: Bundle | str | None = None, device: str = "auto", reconstruction: str = "projection",
-                 mode: str = "offline", latency: str = "balanced", fit_windows: int = 32, fit_points: int = 40_000,
-                 batch_size: int = 4, seed: int = 0, keep_analysis: bool = False, mask_softness: float | None = None,
-                 threads: int | None = None, voice_gate: bool = True, refine: bool = True, wiener: bool = True,
-                 channel_masks: bool = True, window_hops: int = OFFLINE_WINDOW_HOPS):
-        if reconstruction not in RECONSTRUCTIONS:
-            raise ValueError(f"unknown reconstruction {reconstruction!r}: choose one of {', '.join(RECONSTRUCTIONS)}")
-        if mode not in ("offline", "stream"):
-            raise ValueError(f"unknown mode {mode!r}: choose offline or stream")
-        if mode == "stream" and reconstruction != "projection":
-            raise ValueError("stream mode uses projection reconstruction only")
-        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-        self.model = EmbeddingModel(self.bundle, device, threads)
-        self.device, self.threads = device, threads
+    def __init__(self, bundle: Bundle | str | None = None, options: SeparationOptions | None = None, *,
+                 fit_windows: int = 32, fit_points: int = 40_000, batch_size: int = 4, seed: int = 0,
+                 keep_analysis: bool = False, **changes):
+        options = (options or SeparationOptions()).changed(**changes)
+        if bundle is not None and not isinstance(bundle, Bundle):
+            bundle = load_bundle(bundle)
+        self.resolved = options.resolve(bundle)
+        self.options, self.bundle = options, self.resolved.bundle
+        self.model = EmbeddingModel(self.bundle, options.device, options.threads)
         self.chunk_model = None  # ChunkedEmbeddingModel, for --mode stream with a chunked preset
         config = self.bundle.config
         self.log_mel = LogMel(config.features, config.feature_mean, config.feature_std)
-        self.reconstruction, self.mode, self.latency = reconstruction, mode, latency
+        self.mode, self.reconstruction = options.mode, options.reconstruction
         self.fit_windows, self.fit_points, self.batch_size, self.seed = fit_windows, fit_points, batch_size, seed
         self.keep_analysis = keep_analysis
-        self.mask_softness = config.mask_softness if mask_softness is None else float(mask_softness)
-        self.voice_activity = config.voice_activity if voice_gate else None
-        self.refiner = config.mask_refiner if refine else None
-        self.wiener, self.channel_masks, self.window_hops = wiener, channel_masks, window_hops
+        self.mask_softness = self.resolved.mask_softness
+        self.voice_activity, self.refiner = self.resolved.voice_activity, self.resolved.refiner
+        self.wiener, self.channel_masks = options.wiener, options.channel_masks
+        self.window_hops = options.window_hops
         self.analysis: Analysis | None = None  # the last offline run's, when keep_analysis is set
         self._fit: tuple | None = None
 
@@ -109,14 +107,17 @@ class Separator:
             self._separate_streaming(source, write)
             return
         masks, n_samples = self.offline_masks(source)
-        track = MelMaskTrack.from_array(masks)
-        synthesis = make_synthesis(self.reconstruction, self.bundle.config.features, source.sample_rate, source.channels,
-                                   self.refiner, self.wiener, self.window_hops)
+        synthesis = make_synthesis(self.reconstruction, self.bundle.config.features, source.sample_rate,
+                                   source.channels, MelMaskTrack.from_array(masks), self.refiner, self.wiener,
+                                   self.window_hops)
+        del masks  # the synthesis discards the frames it has read
+        if self.options.key:
+            write = _KeyChange(self.options.key, source.sample_rate, source.channels, write)
         for block in source.blocks():
-            synthesis.push(block)
-            write(*synthesis.synthesise(track))
-        synthesis.finish(n_samples)
-        write(*synthesis.synthesise(track))
+            write(*synthesis.process(block))
+        write(*synthesis.flush())
+        if self.options.key:
+            write.flush()
 
     # -- offline steps ----------------------------------------------------------------------------------------
     def offline_masks(self, source: AudioSource) -> tuple[np.ndarray, int]:
@@ -138,15 +139,13 @@ class Separator:
         """Log-mel features ``(frames, n_mels)`` of the whole source's downmix (or of one ``channel``) and its
         length in samples (counted, since compressed formats may report an approximate length)."""
         frontend = AnalysisFrontEnd(self.log_mel, source.sample_rate)
-        parts, n_samples = [], 0
+        parts = []
         for block in source.blocks():
-            block = check_block(block)
-            parts.append(frontend.push(block if channel is None else block[:, channel:channel + 1]))
-            n_samples += len(block)
-        if n_samples == 0:
+            parts.append(frontend.process(check_block(block) if channel is None else block[:, channel:channel + 1]))
+        if frontend.n_in == 0:
             raise InputError("the audio is empty (no samples)")
-        parts.append(frontend.finish(n_samples))
-        return np.concatenate(parts), n_samples
+        parts.append(frontend.flush())
+        return np.concatenate(parts), frontend.n_in
 
     def spans(self, frames: int) -> list[tuple[int, int, int]]:
         """``(start, first, end)`` of each window over ``frames`` frames: the network reads ``min(window_frames,
@@ -217,16 +216,35 @@ class Separator:
 
     # -- streaming mode ---------------------------------------------------------------------------------------
     def _separate_streaming(self, source: AudioSource, write) -> None:
-        from .stream import Aligner, StreamProcessor, get_preset
+        from .stream import Aligner, StreamProcessor
 
-        chunked = get_preset(self.latency).chunked  # the chunked engine runs its own graph, loaded when needed
-        processor = StreamProcessor(self.bundle, source.sample_rate, source.channels, latency=self.latency,
-                                    model=self.chunk_model if chunked else self.model, mask_softness=self.mask_softness,
-                                    device=self.device, threads=self.threads,
-                                    voice_gate=self.voice_activity is not None, refine=self.refiner is not None)
+        chunked = self.resolved.preset.chunked  # the chunked engine runs its own graph, loaded when needed
+        processor = StreamProcessor(self.bundle, source.sample_rate, source.channels, self.options,
+                                    model=self.chunk_model if chunked else self.model)
         if chunked:
             self.chunk_model = processor.model
         aligner = Aligner(processor.latency_samples)
         for block in source.blocks():
-            write(*aligner.trim(*processor.process_stems(check_block(block))))
+            write(*aligner.trim(*processor.process_stems(block)))
         write(*aligner.trim(*processor.flush_stems()))
+
+
+class _KeyChange:
+    """A ``write`` that shifts both stems' key first, keeping their length: the stems go through one ``KeyShift``
+    (as one signal of twice the channels) whose latency is trimmed, and ``flush()`` hands over its tail."""
+
+    def __init__(self, semitones: float, sample_rate: int, channels: int, write):
+        from .stream import Aligner
+
+        self.shift, self.channels, self.write = KeyShift(sample_rate, 2 * channels, semitones), channels, write
+        self.aligner = Aligner(self.shift.latency_samples)
+
+    def __call__(self, vocals: np.ndarray, accompaniment: np.ndarray) -> None:
+        self._hand_on(self.shift.process(np.concatenate([vocals, accompaniment], axis=1)))
+
+    def flush(self) -> None:
+        self._hand_on(self.shift.flush())
+
+    def _hand_on(self, stems: np.ndarray) -> None:
+        stems = self.aligner.trim(stems)
+        self.write(stems[:, :self.channels], stems[:, self.channels:])

@@ -1,11 +1,13 @@
 """Streaming separation: blocks of any size in, the same number of samples out, delayed by a fixed latency.
 
-``StreamProcessor`` composes three stages: the analysis front end (``frontend``: resampling to 16 kHz, STFT,
-log-mel), a mask engine (``engines``: 500-frame windows, or the chunked latency-controlled BLSTM for the ``live``
-preset) and the synthesis (``ProjectionSynthesis``: each channel's STFT at the input rate, full band, masked and
-overlap-added). Each stage says how far ahead it reads, and ``latency_samples`` adds these up: output sample
-``n`` depends on input up to ``n + latency_samples``, and ``process`` returns the separated signal delayed by
-exactly that many samples.
+``StreamProcessor`` composes the stages of ``stages``: the analysis front end (``frontend``: resampling to 16 kHz,
+STFT, log-mel) and a mask engine (``engines``: 500-frame windows, or the chunked latency-controlled BLSTM for the
+``live`` preset) make the mask path; the synthesis (``ProjectionSynthesis``: each channel's STFT at the input
+rate, full band, masked and overlap-added) reads the input and the masks; the key change (``keyshift``, when
+``key`` is not 0) follows. Each stage says how far ahead it reads, and ``latency_samples`` adds these up: the mask
+path's stages in series, the synthesis waiting for the later of the mask path and its own window, the key change
+after it. Output sample ``n`` depends on input up to ``n + latency_samples``, and ``process`` returns the separated
+signal delayed by exactly that many samples.
 """
 from __future__ import annotations
 
@@ -13,13 +15,16 @@ import math
 
 import numpy as np
 
+from .audio import check_block, check_format
 from .bundle import Bundle, load_bundle
 from .engines import crossfade_weights, make_engine  # noqa: F401 (crossfade_weights: part of this module's API)
 from .features import LogMel
 from .frontend import AnalysisFrontEnd
 from .inference import ChunkedEmbeddingModel, EmbeddingModel
-from .presets import KEEP, PRESETS, LatencyPreset, get_preset  # noqa: F401 (PRESETS, LatencyPreset: API)
-from .stft import StftGeometry
+from .keyshift import KeyShift
+from .options import SeparationOptions
+from .presets import KEEP, PRESETS, LatencyPreset, get_preset  # noqa: F401 (KEEP, PRESETS, LatencyPreset: API)
+from .stages import FixedDelay
 from .synthesis import ProjectionSynthesis
 
 
@@ -29,48 +34,40 @@ class StreamProcessor:
 
     The output is ``accompaniment + vocal_gain * vocals`` (``keep='accompaniment'``, the vocal remover) or
     ``vocals + vocal_gain * accompaniment`` (``keep='vocals'``); ``vocal_gain_db=None`` mixes none of the other
-    stem in. ``process_stems``/``flush_stems`` return both stems instead.
+    stem in. ``process_stems``/``flush_stems`` return both stems instead. The options are a ``SeparationOptions``
+    (``options``) with any of its fields given by name changed (``latency="live"``); ``bundle`` (a loaded bundle or
+    a folder) overrides the options' model. ``model`` runs a network other than the bundle's (tests).
     """
 
     def __init__(self, bundle: Bundle | str | None = None, sample_rate: int = 44100, channels: int = 2,
-                 latency: str | LatencyPreset = "balanced", device: str = "auto", keep: str = "accompaniment",
-                 vocal_gain_db: float | None = None, model: EmbeddingModel | None = None, forgetting: float = 0.7,
-                 mask_softness: float | None = None, threads: int | None = None, voice_gate: bool = True,
-                 refine: bool = True):
-        if sample_rate < 1000 or channels < 1:
-            raise ValueError("sample_rate must be >= 1000 Hz and channels >= 1")
-        if keep not in KEEP:
-            raise ValueError(f"keep must be one of {', '.join(KEEP)}")
-        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+                 options: SeparationOptions | None = None, model=None, forgetting: float = 0.7, **changes):
+        options = (options or SeparationOptions()).changed(**changes)
+        check_format(int(sample_rate), int(channels))
+        if bundle is not None and not isinstance(bundle, Bundle):
+            bundle = load_bundle(bundle)
+        self.resolved = options.resolve(bundle)
+        self.options, self.bundle, self.preset = options, self.resolved.bundle, self.resolved.preset
         config = self.bundle.config
-        self.preset = get_preset(latency)
         self.preset.validate(config.window_frames)
         # the network runner for the preset's engine: windows (EmbeddingModel) or chunks (ChunkedEmbeddingModel)
-        self.model = model or (ChunkedEmbeddingModel if self.preset.chunked else EmbeddingModel)(self.bundle, device,
-                                                                                                threads)
-        self.sample_rate, self.channels, self.keep = int(sample_rate), int(channels), keep
-        self.other_gain = 0.0 if vocal_gain_db is None else float(10.0 ** (vocal_gain_db / 20.0))
+        runner = ChunkedEmbeddingModel if self.preset.chunked else EmbeddingModel
+        self.model = model or runner(self.bundle, options.device, options.threads)
+        self.sample_rate, self.channels, self.keep = int(sample_rate), int(channels), options.keep
+        self.other_gain = self.resolved.other_gain
+        self.mask_softness = self.resolved.mask_softness
         self.log_mel = LogMel(config.features, config.feature_mean, config.feature_std)
-        self.mask_softness = config.mask_softness if mask_softness is None else float(mask_softness)
         self.frontend = AnalysisFrontEnd(self.log_mel, self.sample_rate)
-        self.voice_activity = config.voice_activity if voice_gate else None
-        self.refiner = config.mask_refiner if refine else None
         self.engine = make_engine(self.preset, config, self.log_mel, self.model, forgetting, self.mask_softness,
-                                  self.voice_activity)
-        self.latency_samples = self._latency()
-        self.reset()  # (the front end and the engine start fresh already; this sets up the rest)
-
-    # -- geometry ---------------------------------------------------------------------------------------------
-    def _latency(self) -> int:
-        """Input samples beyond output sample ``n`` that its computation reads (an upper bound over all ``n``): the
-        stages' look-aheads added up, in input samples. Synthesis reads up to the centre of the last native frame
-        that covers ``n`` (half a window), whose mask needs the engine's context of analysis frames, each of which
-        needs the analysis front end's look-ahead; and the frame itself reaches a whole window beyond ``n``."""
-        features = self.bundle.config.features
-        native = StftGeometry.for_rate(self.sample_rate)
-        engine = self.engine.lookahead_frames * features.hop_length * self.sample_rate / features.sample_rate
-        bound = max(native.n_fft - 1, native.n_fft / 2 + engine + self.frontend.lookahead_samples)
-        return int(math.ceil(bound - 1e-9))
+                                  self.resolved.voice_activity, self.sample_rate)
+        self.synthesis = ProjectionSynthesis(config.features, self.sample_rate, self.channels, self.engine.track,
+                                             self.resolved.refiner)
+        mask_path = self.frontend.latency_samples + self.engine.latency_samples
+        self.separation_latency = int(math.ceil(
+            max(self.synthesis.latency_samples, self.synthesis.centre_offset + mask_path) - 1e-9))
+        self.key = KeyShift(self.sample_rate, 2 * self.channels, options.key) if options.key else None
+        self.latency_samples = self.separation_latency + (self.key.latency_samples if self.key else 0)
+        self.delay = FixedDelay(self.separation_latency, 2 * self.channels)
+        self.reset()
 
     @property
     def windows_run(self) -> int:
@@ -90,14 +87,8 @@ class StreamProcessor:
         return self.model.provider
 
     def reset(self) -> None:
-        self.frontend.reset()
-        self.engine.reset()
-        self.synthesis = ProjectionSynthesis(self.bundle.config.features, self.sample_rate, self.channels, self.refiner)
-        self.n_in = 0
-        self.delay_left = self.latency_samples  # zeros still to emit before the first separated sample
-        self.ready_voice: list[np.ndarray] = []
-        self.ready_accompaniment: list[np.ndarray] = []
-        self.ready_count = 0
+        for stage in (self.frontend, self.engine, self.synthesis, self.delay) + ((self.key,) if self.key else ()):
+            stage.reset()
         self.flushed = False
 
     # -- public API -------------------------------------------------------------------------------------------
@@ -114,53 +105,32 @@ class StreamProcessor:
         block = np.asarray(block, np.float32)
         if block.ndim != 2 or block.shape[1] != self.channels:
             raise ValueError(f"block must be (samples, {self.channels}), got {block.shape}")
-        if not np.all(np.isfinite(block)):
-            block = np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0)
-        self.n_in += len(block)
-        self.engine.process(self.frontend.push(block))
-        self.synthesis.push(block)
-        self._collect()
-        return self._emit(len(block))
+        check_block(block)
+        self.engine.process(self.frontend.process(block))
+        self.delay.put(np.concatenate(self.synthesis.process(block), axis=1))
+        stems = self.delay.take(len(block))
+        return self._split(self.key.process(stems) if self.key else stems)
 
     def flush_stems(self) -> tuple[np.ndarray, np.ndarray]:
         """Finish the stream: the last ``latency_samples`` samples of both stems."""
         if self.flushed:
             raise RuntimeError("flush() was already called: call reset() to start another stream")
-        self.engine.process(self.frontend.finish(self.n_in))
-        self.engine.flush(self.frontend.total_frames)
-        self.synthesis.finish(self.n_in)
-        self._collect()
+        self.engine.process(self.frontend.flush())
+        self.engine.flush()
+        self.delay.put(np.concatenate(self.synthesis.flush(), axis=1))
         self.flushed = True
-        return self._emit(self.latency_samples)
+        stems = self.delay.take(self.separation_latency)
+        if self.key:
+            stems = np.concatenate([self.key.process(stems), self.key.flush()])
+        return self._split(stems)
 
     # -- internals --------------------------------------------------------------------------------------------
+    def _split(self, stems: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return stems[:, :self.channels], stems[:, self.channels:]
+
     def _mix(self, vocals: np.ndarray, accompaniment: np.ndarray) -> np.ndarray:
         main, other = (accompaniment, vocals) if self.keep == "accompaniment" else (vocals, accompaniment)
-        return main + self.other_gain * other if self.other_gain else main
-
-    def _collect(self) -> None:
-        voice, accompaniment = self.synthesis.synthesise(self.engine.track)
-        if len(voice):
-            self.ready_voice.append(voice)
-            self.ready_accompaniment.append(accompaniment)
-            self.ready_count += len(voice)
-        oldest = self.synthesis.oldest_position()
-        if oldest is not None:
-            self.engine.track.discard_before(int(np.floor(oldest)))
-
-    def _emit(self, count: int) -> tuple[np.ndarray, np.ndarray]:
-        zeros = min(self.delay_left, count)
-        self.delay_left -= zeros
-        wanted = count - zeros
-        if wanted > self.ready_count:
-            raise RuntimeError(f"internal latency error: {wanted} samples due, {self.ready_count} ready")
-        voice = np.concatenate(self.ready_voice) if self.ready_voice else np.zeros((0, self.channels), np.float32)
-        accompaniment = (np.concatenate(self.ready_accompaniment) if self.ready_accompaniment
-                         else np.zeros((0, self.channels), np.float32))
-        self.ready_voice, self.ready_accompaniment = [voice[wanted:]], [accompaniment[wanted:]]
-        self.ready_count -= wanted
-        pad = np.zeros((zeros, self.channels), np.float32)
-        return np.concatenate([pad, voice[:wanted]]), np.concatenate([pad, accompaniment[:wanted]])
+        return main + self.other_gain * other if self.other_gain else np.ascontiguousarray(main)
 
 
 class Aligner:

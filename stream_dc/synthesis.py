@@ -10,10 +10,13 @@ final masks into the voice's spectra.
 ``InverseMelSynthesis`` is the paper's path: 16 kHz, pseudo-inverse mel magnitudes with the mixture's phase,
 resampled back to the input rate (nothing above 8 kHz survives).
 
-Both take the mixture with ``push(block)`` ``(samples, channels)``, announce its end with ``finish(n_samples)``,
-and return the stem samples that are complete with ``synthesise(track)`` as ``(vocals, accompaniment)``, each
-``(samples, channels)``, in order from sample 0. A frame is only synthesised once its masks are final in the
-``MelMaskTrack``; after ``finish`` the stems have exactly ``n_samples`` samples.
+Both are stages (``stages``) reading the masks from a ``MelMaskTrack`` that the mask engine fills (or that offline
+separation fills whole): ``process(block)`` takes the mixture ``(samples, channels)`` and returns the stem samples
+that became complete as ``(vocals, accompaniment)``, each ``(samples, channels)``, in order from sample 0;
+``flush()`` announces the end and returns the rest, so that the stems have exactly as many samples as the mixture.
+A frame is only synthesised once its masks are final in the track; the track's frames that no frame still waiting
+needs are discarded. ``latency_samples`` is how far past an output sample the mixture is read, and
+``centre_offset`` how far past it the masks are read (the centre of the last frame that covers it).
 """
 from __future__ import annotations
 
@@ -107,29 +110,61 @@ class _MaskedStft:
                 np.concatenate(accompaniment_parts) if accompaniment_parts else empty)
 
 
-class ProjectionSynthesis:
+class _Stage:
+    """What both syntheses share: the track they read, the samples they were given, the stage protocol."""
+
+    track: MelMaskTrack
+    stft: _MaskedStft
+
+    def process(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.n_in += len(block)
+        self._push(block)
+        return self._ready()
+
+    def flush(self) -> tuple[np.ndarray, np.ndarray]:
+        self.total = self.n_in
+        self._finish(self.n_in)
+        return self._ready()
+
+    def _ready(self) -> tuple[np.ndarray, np.ndarray]:
+        stems = self.synthesise()
+        oldest = self.stft.oldest_position()
+        if oldest is not None:
+            self.track.discard_before(int(np.floor(oldest)))
+        return stems
+
+
+class ProjectionSynthesis(_Stage):
     """Mel masks projected onto each channel's STFT at the input rate; see the module docstring."""
 
-    def __init__(self, features: FeatureConfig, sample_rate: int, channels: int, refiner: MaskRefiner | None = None,
-                 wiener: bool = False, window_hops: int = STREAM_WINDOW_HOPS):
-        geometry = StftGeometry.for_rate(sample_rate, window_hops)
-        self.projector = MaskProjector(features, sample_rate, geometry.n_fft, geometry.hop)
+    def __init__(self, features: FeatureConfig, sample_rate: int, channels: int, track: MelMaskTrack,
+                 refiner: MaskRefiner | None = None, wiener: bool = False, window_hops: int = STREAM_WINDOW_HOPS):
+        self.geometry = StftGeometry.for_rate(sample_rate, window_hops)
+        self.projector = MaskProjector(features, sample_rate, self.geometry.n_fft, self.geometry.hop)
+        self.features, self.sample_rate, self.channels, self.track = features, sample_rate, channels, track
         self.refiner = refiner
         self.wiener = wiener and channels > 1  # on one channel the filter is the masks: no segments to wait for
-        self.frequencies = bin_frequencies(sample_rate, geometry.n_fft)
-        self.stft = _MaskedStft(geometry, channels, self.projector.analysis_positions, complementary=True)
-        self.total: int | None = None
-        self.emitted = 0
+        self.frequencies = bin_frequencies(sample_rate, self.geometry.n_fft)
+        self.reset()
 
-    def push(self, block: np.ndarray) -> None:
+    @property
+    def latency_samples(self) -> int:
+        return self.geometry.n_fft - 1
+
+    @property
+    def centre_offset(self) -> float:
+        return self.geometry.n_fft / 2
+
+    def reset(self) -> None:
+        self.stft = _MaskedStft(self.geometry, self.channels, self.projector.analysis_positions, complementary=True)
+        self.total: int | None = None
+        self.emitted = self.n_in = 0
+
+    def _push(self, block: np.ndarray) -> None:
         self.stft.push(block)
 
-    def finish(self, n_samples: int) -> None:
-        self.total = n_samples
+    def _finish(self, n_samples: int) -> None:
         self.stft.finish(n_samples)
-
-    def oldest_position(self) -> float | None:
-        return self.stft.oldest_position()
 
     def _apply(self, spectra: np.ndarray, mel_masks: np.ndarray) -> np.ndarray:
         """The voice's spectra ``(frames, bins, channels)``; the accompaniment is the mixture minus the voice."""
@@ -141,13 +176,13 @@ class ProjectionSynthesis:
         masks = self.projector.project(mel_masks)
         return masks if self.refiner is None else self.refiner.refine(masks, spectra, self.frequencies)
 
-    def synthesise(self, track: MelMaskTrack) -> tuple[np.ndarray, np.ndarray]:
+    def synthesise(self) -> tuple[np.ndarray, np.ndarray]:
         if self.wiener:  # the filter reads a segment at a time: wait for one (or the end), then hand it over whole
             if self.total is None and self.stft.pending_frames < SEGMENT_FRAMES:
                 empty = np.zeros((0, self.stft.channels), np.float32)
                 return empty, empty
             self.stft.join_pending()
-        voice, accompaniment = self.stft.synthesise(track, self._apply)
+        voice, accompaniment = self.stft.synthesise(self.track, self._apply)
         if self.total is not None:  # the last frames reach past the end of the signal
             keep = max(0, min(len(voice), self.total - self.emitted))
             voice, accompaniment = voice[:keep], accompaniment[:keep]
@@ -155,38 +190,39 @@ class ProjectionSynthesis:
         return voice, accompaniment
 
 
-class InverseMelSynthesis:
-    """The paper's reconstruction; see the module docstring."""
+class InverseMelSynthesis(_Stage):
+    """The paper's reconstruction; see the module docstring (offline only: it has no latency bound)."""
 
-    def __init__(self, features: FeatureConfig, sample_rate: int, channels: int):
-        self.features, self.sample_rate, self.channels = features, sample_rate, channels
-        geometry = StftGeometry(features.n_fft, features.hop_length)
-        self.down = Resampler(sample_rate, features.sample_rate, channels)
+    def __init__(self, features: FeatureConfig, sample_rate: int, channels: int, track: MelMaskTrack):
+        self.features, self.sample_rate, self.channels, self.track = features, sample_rate, channels, track
+        self.geometry = StftGeometry(features.n_fft, features.hop_length)
         self.inverse = InverseMel(features)
-        self.stft = _MaskedStft(geometry, channels, lambda first, count: np.arange(first, first + count, dtype=np.float64))
-        self.up_voice = Resampler(features.sample_rate, sample_rate, channels)
-        self.up_accompaniment = Resampler(features.sample_rate, sample_rate, channels)
+        self.reset()
+
+    def reset(self) -> None:
+        features, channels = self.features, self.channels
+        self.down = Resampler(self.sample_rate, features.sample_rate, channels)
+        self.stft = _MaskedStft(self.geometry, channels,
+                                lambda first, count: np.arange(first, first + count, dtype=np.float64))
+        self.up_voice = Resampler(features.sample_rate, self.sample_rate, channels)
+        self.up_accompaniment = Resampler(features.sample_rate, self.sample_rate, channels)
         self.total: int | None = None
         self.analysis_total: int | None = None
-        self.emitted_16k = 0
+        self.emitted_16k = self.n_in = 0
 
-    def push(self, block: np.ndarray) -> None:
+    def _push(self, block: np.ndarray) -> None:
         self.stft.push(self.down.process(block))
 
-    def finish(self, n_samples: int) -> None:
-        self.total = n_samples
+    def _finish(self, n_samples: int) -> None:
         self.analysis_total = -(-n_samples * self.features.sample_rate // self.sample_rate)
         self.stft.push(self.down.flush(self.analysis_total))
         self.stft.finish(self.analysis_total)
 
-    def oldest_position(self) -> float | None:
-        return self.stft.oldest_position()
-
     def _apply(self, spectra: np.ndarray, mel_masks: np.ndarray):
         return self.inverse.apply(spectra, mel_masks), self.inverse.apply(spectra, 1.0 - mel_masks)
 
-    def synthesise(self, track: MelMaskTrack) -> tuple[np.ndarray, np.ndarray]:
-        voice, accompaniment = self.stft.synthesise(track, self._apply)
+    def synthesise(self) -> tuple[np.ndarray, np.ndarray]:
+        voice, accompaniment = self.stft.synthesise(self.track, self._apply)
         if self.analysis_total is not None:
             keep = max(0, min(len(voice), self.analysis_total - self.emitted_16k))
             voice, accompaniment = voice[:keep], accompaniment[:keep]
@@ -198,12 +234,12 @@ class InverseMelSynthesis:
         return voice, accompaniment
 
 
-def make_synthesis(reconstruction: str, features: FeatureConfig, sample_rate: int, channels: int,
+def make_synthesis(reconstruction: str, features: FeatureConfig, sample_rate: int, channels: int, track: MelMaskTrack,
                    refiner: MaskRefiner | None = None, wiener: bool = False, window_hops: int = STREAM_WINDOW_HOPS):
-    """The synthesis for ``reconstruction``; the mask refiner, the Wiener filter and the window length (in hops)
-    apply to projection only."""
+    """The synthesis for ``reconstruction`` reading ``track``; the mask refiner, the Wiener filter and the window
+    length (in hops) apply to projection only."""
     if reconstruction == "projection":
-        return ProjectionSynthesis(features, sample_rate, channels, refiner, wiener, window_hops)
+        return ProjectionSynthesis(features, sample_rate, channels, track, refiner, wiener, window_hops)
     if reconstruction == "inverse-mel":
-        return InverseMelSynthesis(features, sample_rate, channels)
+        return InverseMelSynthesis(features, sample_rate, channels, track)
     raise ValueError(f"unknown reconstruction {reconstruction!r}: choose one of {', '.join(RECONSTRUCTIONS)}")

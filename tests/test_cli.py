@@ -11,7 +11,7 @@ import soundfile as sf
 
 from stream_dc.bundle import load_bundle
 from stream_dc.files import replaced_on_success
-from stream_dc.io import decode_pcm, encode_pcm, read_wav_header, wav_header
+from stream_dc.pcm import decode_pcm, encode_pcm, read_wav_header, wav_header
 from tests.conftest import noise, tone
 
 CLI = [sys.executable, "-m", "stream_dc"]
@@ -64,7 +64,7 @@ def test_separate_offline_options_reach_the_separator(tmp_path):
     sf.write(path, mix, 44100, subtype="FLOAT")
     mix = sf.read(path, dtype="float32")[0]
     for extra, options in (([], {}), (["--no-channel-masks", "--synthesis-window", "32"],
-                                      {"channel_masks": False, "window_hops": 4})):
+                                      {"channel_masks": False, "synthesis_window_ms": 32})):
         out = tmp_path / f"out{len(extra)}"
         result = run(["separate", str(path), "-o", str(out), "--device", "cpu", "-q"] + extra, text=True)
         assert result.returncode == 0, result.stderr
@@ -94,13 +94,14 @@ def test_bad_inputs_fail_cleanly_and_others_complete(tmp_path):
     signal = audio(1.0, 16000, 1)
     signal[5000] = np.nan
     sf.write(nan, signal, 16000, subtype="FLOAT")
-    inputs = [tmp_path / "missing.wav", tmp_path, junk, empty, nan, good]
+    (tmp_path / "no-audio").mkdir()
+    inputs = [tmp_path / "missing.wav", tmp_path / "no-audio", junk, empty, nan, good]
     out = tmp_path / "out"
     result = run(["separate"] + [str(p) for p in inputs] + ["-o", str(out), "--device", "cpu"], text=True)
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
     assert len(errors) == 5
-    for expected in ("no such file", "is a directory", "not a readable audio file", "empty", "NaN"):
+    for expected in ("no such file", "a folder with no audio files", "not a readable audio file", "empty", "NaN"):
         assert any(expected in line for line in errors), (expected, errors)
     assert "Traceback" not in result.stderr
     # only the good input has stems, and no temporary files are left behind

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from stream_dc.datasets import DatasetError, list_tracks, split_groups
+from stream_dc.evaluation.datasets import DatasetError, list_tracks, split_groups
 from tests.synthetic import accompaniment, voice, write_mir1k_like
 
 needs_mir_eval = pytest.mark.skipif(__import__("importlib").util.find_spec("mir_eval") is None,
@@ -75,7 +75,7 @@ def test_evaluate_command(tmp_path, layout):
     # oracle binary masks on this easy material are far better than the mixture, and so is the model
     assert summary["ibm-stft"]["voice"]["gnsdr"] > 5 and summary["ibm-mel"]["voice"]["gnsdr"] > 5
     # stream-dc's scores are those of what the separator gives for the clip, scored directly
-    from stream_dc.evaluate import bss_scores, usdr
+    from stream_dc.evaluation.evaluate import bss_scores, usdr
     from stream_dc.separator import Separator
 
     track = list_tracks(tmp_path / "data", layout)[-1 if layout == "mir1k" else 0].load()
@@ -111,7 +111,7 @@ def test_usdr_and_accompaniment_alone_without_bss_eval(tmp_path):
     assert summary["ibm-stft"]["voice"]["median_usdr"] > summary["mixture"]["voice"]["median_usdr"] + 5
     assert summary["stream-dc"]["voice"]["median_usdr"] != summary["mixture"]["voice"]["median_usdr"]
     # and it is the uSDR of what the separator gives for the clip
-    from stream_dc.evaluate import usdr
+    from stream_dc.evaluation.evaluate import usdr
     from stream_dc.separator import Separator
 
     track = list_tracks(tmp_path / "data", "stems")[0].load()
@@ -119,7 +119,7 @@ def test_usdr_and_accompaniment_alone_without_bss_eval(tmp_path):
     assert summary["stream-dc"]["voice"]["median_usdr"] == pytest.approx(usdr(track.voice, vocals), abs=1e-4)
     assert summary["mixture"]["vocal_share"]["median"] == pytest.approx(1.0)
     # the offline options reach the separator and the oracle's STFT
-    from stream_dc.evaluate import stft_ibm
+    from stream_dc.evaluation.evaluate import stft_ibm
 
     result = subprocess.run([sys.executable, "-m", "stream_dc", "evaluate", "--data", str(tmp_path / "data"),
                              "--dataset", "stems", "--systems", "stream-dc,ibm-stft", "--bss", "none", "--json",
@@ -128,7 +128,7 @@ def test_usdr_and_accompaniment_alone_without_bss_eval(tmp_path):
     assert result.returncode == 0, result.stderr
     short = json.loads(report.read_text())
     assert short["synthesis_window_ms"] == 32 and short["channel_masks"] is False
-    vocals, _ = Separator(device="cpu", window_hops=4, channel_masks=False).separate(track.mixture, track.sample_rate)
+    vocals, _ = Separator(device="cpu", synthesis_window_ms=32, channel_masks=False).separate(track.mixture, track.sample_rate)
     assert short["summary"]["stream-dc"]["voice"]["median_usdr"] == pytest.approx(usdr(track.voice, vocals), abs=1e-4)
     oracle_short, oracle_long = stft_ibm(track, 4)[0], stft_ibm(track)[0]
     assert short["summary"]["ibm-stft"]["voice"]["median_usdr"] == pytest.approx(usdr(track.voice, oracle_short),
@@ -148,7 +148,7 @@ def test_usdr_and_accompaniment_alone_without_bss_eval(tmp_path):
 
 
 def test_usdr_definition():
-    from stream_dc.evaluate import usdr
+    from stream_dc.evaluation.evaluate import usdr
 
     reference = np.ones((100, 2))
     assert usdr(reference, reference * 0.9) == pytest.approx(20.0, abs=1e-6)
@@ -157,7 +157,7 @@ def test_usdr_definition():
 
 @needs_mir_eval
 def test_bss_eval_v4_framewise_medians():
-    from stream_dc.evaluate import bss_scores
+    from stream_dc.evaluation.evaluate import bss_scores
 
     rng = np.random.default_rng(0)
     references = [rng.standard_normal((3 * 8000, 2)).astype(np.float32) for _ in range(2)]

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from stream_dc import cli
-from stream_dc.io import encode_pcm
+from stream_dc.apps import cli
+from stream_dc.pcm import encode_pcm
 from tests.conftest import noise, tone
 
 CLI = [sys.executable, "-m", "stream_dc"]
@@ -46,7 +46,7 @@ def test_outputs_stay_inside_the_output_folder(tmp_path, capsys, name):
 
 
 def test_disk_full_removes_the_partial_files_and_the_next_input_runs(tmp_path, capsys, monkeypatch):
-    from stream_dc import io
+    from stream_dc import files
 
     first, second = write(tmp_path / "first.wav", 3.0), write(tmp_path / "second.wav", 1.0)
     real_write = sf.SoundFile.write
@@ -59,7 +59,7 @@ def test_disk_full_removes_the_partial_files_and_the_next_input_runs(tmp_path, c
         return real_write(self, data)
 
     monkeypatch.setattr(sf.SoundFile, "write", full_disk)
-    monkeypatch.setattr(io.shutil, "disk_usage", lambda path: type("Usage", (), {"free": 4096})())
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda path: type("Usage", (), {"free": 4096})())
     out = tmp_path / "out"
     status, err = run_cli(["separate", str(first), str(second), "-o", str(out), "--device", "cpu"], capsys)
     assert status == 1
@@ -143,13 +143,14 @@ class FakeSounddevice:
 @pytest.mark.parametrize("args,message", [
     (["--input", "5"], "no input device '5' (Error querying device 5); see stream-dc devices"),
     (["--output", "USB"], "no output device 'USB'"),
-    (["--buffer", "-5"], "--buffer -5: the jitter buffer is a duration in ms, 0 or more"),
+    (["--buffer", "-5"], "--buffer -5: the jitter buffer is a duration of 0 to 10000 ms"),
+    (["--buffer", "1e300"], "--buffer 1e+300: the jitter buffer is a duration of 0 to 10000 ms"),
     (["--duration", "0"], "--duration 0: give a number of seconds above 0"),
 ])
 def test_live_device_and_option_errors(capsys, monkeypatch, args, message):
-    from stream_dc import live
+    from stream_dc.apps import live
 
-    monkeypatch.setattr(live, "_sounddevice", lambda: FakeSounddevice())
+    monkeypatch.setattr(live, "sounddevice", lambda: FakeSounddevice())
     status, err = run_cli(["live", *args], capsys)
     assert status == 1
     assert len(err.strip().splitlines()) == 1 and message in err
@@ -215,16 +216,17 @@ def test_stream_of_nothing_says_so(tmp_path):
 def test_stream_into_a_full_disk_is_one_line(monkeypatch, capsys):
     import io as stdio
 
-    from stream_dc.pipe import run_pipe
+    from stream_dc.apps.pipe import PipeSession
+    from stream_dc.options import SeparationOptions
 
     class FullDisk(stdio.BytesIO):
         def write(self, data):
             raise OSError(errno.ENOSPC, "No space left on device")
 
-    args = cli.build_parser().parse_args(["stream", "--rate", "16000", "--channels", "1", "--device", "cpu",
-                                          "--no-align"])
     data = stdio.BytesIO(encode_pcm(tone(3.0, 16000, 1), "s16"))
-    assert run_pipe(args, stdin=data, stdout=FullDisk(), stderr=sys.stderr) == 1
+    session = PipeSession(SeparationOptions(device="cpu"), rate=16000, channels=1, align=False, stdin=data,
+                          stdout=FullDisk())
+    assert session.run() == 1
     err = capsys.readouterr().err
     assert err.strip().splitlines()[-1] == "stream-dc stream: error: cannot write the output: no space left on the " \
                                            "output device"
@@ -315,7 +317,7 @@ def drain(engine):
 
 
 def test_live_callback_keeps_a_fixed_delay_counts_underruns_and_overruns():
-    from stream_dc.live import LiveEngine
+    from stream_dc.apps.live import LiveEngine
 
     processor = EchoProcessor()
     engine = LiveEngine(processor, blocksize=64, buffer_blocks=2, queue_seconds=0.0)  # inbox of 4 blocks

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from stream_dc.datasets import (
+from stream_dc.evaluation.datasets import (
     DatasetError,
     TrackRef,
     list_tracks,

@@ -159,7 +159,7 @@ def test_exported_net_computes_what_the_torch_one_does():
 
 def test_fitting_sees_the_masks_and_spectra_that_synthesis_refines():
     pytest.importorskip("torch")
-    from stream_dc.datasets import Track
+    from stream_dc.evaluation.datasets import Track
     from stream_dc.masks import MelMaskTrack
     from stream_dc.stft import OFFLINE_WINDOW_HOPS
     from stream_dc.synthesis import ProjectionSynthesis
@@ -179,10 +179,10 @@ def test_fitting_sees_the_masks_and_spectra_that_synthesis_refines():
     v, a = song(1.0, rate), 0.5 * rng.standard_normal((rate, 2)).astype(np.float32)
     mel_masks = rng.uniform(0.01, 0.99, (126, features.n_mels)).astype(np.float32)
     recorder = Recorder()
-    synthesis = ProjectionSynthesis(features, rate, 2, recorder, window_hops=OFFLINE_WINDOW_HOPS)  # as offline
-    synthesis.push(v + a)
-    synthesis.finish(len(v))
-    synthesis.synthesise(MelMaskTrack.from_array(mel_masks))
+    synthesis = ProjectionSynthesis(features, rate, 2, MelMaskTrack.from_array(mel_masks), recorder,
+                                    window_hops=OFFLINE_WINDOW_HOPS)  # as offline
+    synthesis.process(v + a)
+    synthesis.flush()
     example = clip_examples(Track("t", "g", rate, v, a), mel_masks, features, 1, stereo=True, mono=False)["stereo"]
     masks, spectra = np.concatenate(recorder.masks), np.concatenate(recorder.spectra)
     np.testing.assert_allclose(example.mixture.numpy(), spectra, atol=1e-4)

@@ -120,7 +120,7 @@ def test_offline_synthesis_window(separator):
     rng = np.random.default_rng(10)
     mix = np.stack([voice(3.0, 44100, rng) + accompaniment(3.0, 44100, rng)] * 2, axis=1)
     long_window = separator.separate(mix, 44100)
-    short_window = Separator(separator.bundle, device="cpu", window_hops=4).separate(mix, 44100)
+    short_window = Separator(separator.bundle, device="cpu", synthesis_window_ms=32).separate(mix, 44100)
     for vocals, rest in (long_window, short_window):
         np.testing.assert_allclose(vocals + rest, mix, atol=1e-5)
     assert np.max(np.abs(long_window[0] - short_window[0])) > 1e-3
@@ -273,7 +273,7 @@ def test_runtime_runs_without_torch(tmp_path):
         sys.modules["torch"] = None  # any 'import torch' now fails
         import numpy as np
         import stream_dc
-        from stream_dc.cli import build_parser
+        from stream_dc.apps.cli import build_parser
         from stream_dc import Separator, StreamProcessor
         build_parser()
         audio = np.random.default_rng(0).standard_normal((8000, 2)).astype(np.float32) * 0.1
@@ -289,7 +289,7 @@ def test_runtime_runs_without_torch(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
     cli = subprocess.run([sys.executable, "-c", "import sys; sys.modules['torch'] = None; "
-                          "from stream_dc.cli import main; sys.exit(main(['export', 'x.pt', '-o', 'y']))"],
+                          "from stream_dc.apps.cli import main; sys.exit(main(['export', 'x.pt', '-o', 'y']))"],
                          capture_output=True, text=True)
     assert cli.returncode == 1 and "pip install 'stream-dc[train]'" in cli.stderr
 

@@ -4,7 +4,7 @@ import pytest
 
 from stream_dc.audio import AudioSource
 from stream_dc.separator import Separator
-from stream_dc.stft import STREAM_WINDOW_HOPS
+from stream_dc.stft import HOP_MS, STREAM_WINDOW_HOPS
 from stream_dc.stream import PRESETS, LatencyPreset, StreamProcessor, crossfade_weights
 from tests.conftest import noise, tone
 from tests.synthetic import accompaniment, voice
@@ -86,7 +86,7 @@ def test_stream_mode_equals_offline_when_masks_do_not_depend_on_context(bundle, 
     synthesis window) and streaming give the same stems."""
     audio = mixture(6.0, 44100, seed=2)
     offline = Separator(bundle, device="cpu", mask_softness=0, wiener=False, channel_masks=False,
-                        window_hops=STREAM_WINDOW_HOPS)
+                        synthesis_window_ms=STREAM_WINDOW_HOPS * HOP_MS)
     streaming = Separator(bundle, device="cpu", mode="stream", latency=preset, mask_softness=0)
     offline.model = streaming.model = streaming.chunk_model = FeatureRuleEmbeddings(bundle)
     vocals_offline, accompaniment_offline = offline.separate(audio, 44100)

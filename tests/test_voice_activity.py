@@ -89,7 +89,7 @@ def test_stream_processor_can_leave_the_gate_out(tmp_path):
     block = song(2.0, 16000)[:, :1]
     gated = StreamProcessor(bundle, 16000, 1, latency="live", keep="vocals", device="cpu")
     ungated = StreamProcessor(bundle, 16000, 1, latency="live", keep="vocals", device="cpu", voice_gate=False)
-    assert gated.voice_activity is not None and ungated.voice_activity is None
+    assert gated.resolved.voice_activity is not None and ungated.resolved.voice_activity is None
     out = np.concatenate([gated.process(block), gated.flush()])
     assert np.sum(out ** 2) < 1e-6 * np.sum(block ** 2)
 

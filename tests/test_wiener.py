@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from stream_dc.audio import BLOCK
-from stream_dc.evaluate import whole_stft
+from stream_dc.evaluation.oracles import whole_stft
 from stream_dc.separator import Separator
 from stream_dc.stft import StftGeometry
 from stream_dc.wiener import SEGMENT_FRAMES, wiener_voice

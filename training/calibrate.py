@@ -103,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from export.bundle_weights import model_from_bundle
     from stream_dc.bundle import BundleError, load_bundle, write_config
-    from stream_dc.datasets import DatasetError
-    from stream_dc.interrupts import exit_status, handle_sigterm
+    from stream_dc.evaluation.datasets import DatasetError
+    from stream_dc.apps.signals import exit_status, handle_stop_signals
 
     from . import train
     from .data import compute_mixes, load_all
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("bundle", help="model bundle folder")
     train.add_arguments(parser)  # a training recipe reads as is; its data, mixing options and seed count here
     args = parser.parse_args(argv)
-    handle_sigterm()
+    handle_stop_signals()
     log = (lambda text: print(text, file=sys.stderr, flush=True))
     try:
         bundle = load_bundle(args.bundle)

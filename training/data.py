@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stream_dc.datasets import TrackRef
+from stream_dc.evaluation.datasets import TrackRef
 from stream_dc.features import (
     ANALYSIS_RATE,
     LogMel,

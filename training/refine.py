@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from stream_dc.datasets import Track, TrackRef
-from stream_dc.evaluate import whole_stft
+from stream_dc.evaluation.datasets import Track, TrackRef
+from stream_dc.evaluation.oracles import whole_stft
 from stream_dc.masks import MaskProjector, MelMaskTrack
 from stream_dc.refine import (
     MONO_FEATURES,
@@ -172,8 +172,8 @@ def fit_mask_refiner(separator, refs: list[TrackRef], frame_step: int = 6, alone
 
 def main(argv: list[str] | None = None) -> int:
     from stream_dc.bundle import BundleError, load_bundle, write_config
-    from stream_dc.datasets import DatasetError
-    from stream_dc.interrupts import exit_status, handle_sigterm
+    from stream_dc.evaluation.datasets import DatasetError
+    from stream_dc.apps.signals import exit_status, handle_stop_signals
     from stream_dc.separator import Separator
 
     from . import train
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
                              "its other one")
     train.add_arguments(parser)  # a training recipe reads as is; only its data options count here
     args = parser.parse_args(argv)
-    handle_sigterm()
+    handle_stop_signals()
     log = (lambda text: print(text, file=sys.stderr, flush=True))
     try:
         bundle = load_bundle(args.bundle)

@@ -25,7 +25,7 @@ from torch import distributed as dist
 
 from stream_dc.bundle import BundleError, load_bundle
 from stream_dc.cluster import evenly_spread
-from stream_dc.datasets import (
+from stream_dc.evaluation.datasets import (
     DATASETS,
     DatasetError,
     list_tracks,
@@ -34,7 +34,7 @@ from stream_dc.datasets import (
 )
 from stream_dc.features import FeatureConfig, LogMel
 from stream_dc.files import replaced_on_success
-from stream_dc.interrupts import exit_status, handle_sigterm
+from stream_dc.apps.signals import exit_status, handle_stop_signals
 
 from .calibrate import calibrate
 from .data import (
@@ -645,7 +645,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.out is None:
         parser.error("the following arguments are required: --out")
-    handle_sigterm()
+    handle_stop_signals()
     try:
         train(args)
     except (DatasetError, BundleError, ValueError) as error:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import replaced_on_success
-from .separator import Analysis
+from ..files import replaced_on_success
+from ..separator import Analysis
 
 MAX_SECONDS = 30.0  # the spectrogram panels show the start of long inputs
 

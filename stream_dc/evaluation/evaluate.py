@@ -31,27 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import DATASETS, DatasetError, Track, list_tracks, select, split_names
-from .features import (
-    ANALYSIS_RATE,
-    FeatureConfig,
-    LogMel,
-    ideal_binary_mask,
-    mono_downmix,
-    stft,
-)
-from .files import replaced_on_success
-from .masks import MelMaskTrack
-from .resample import resample
-from .stft import (
-    HOP_MS,
-    OFFLINE_WINDOW_HOPS,
-    STREAM_WINDOW_HOPS,
-    FrameAnalyzer,
-    OverlapAdd,
-    StftGeometry,
-)
-from .synthesis import ProjectionSynthesis
+from ..features import FeatureConfig
+from ..files import inside, replaced_on_success
+from ..options import SeparationOptions
+from ..stft import HOP_MS, STREAM_WINDOW_HOPS
+from .datasets import DATASETS, DatasetError, list_tracks, select, split_names
+from .oracles import mel_ibm, repet_sim, stft_ibm, synthesise
 
 SYSTEMS = ("stream-dc", "ibm-mel", "ibm-stft", "repet", "mixture")
 DEFAULT_SYSTEMS = ("stream-dc", "ibm-mel", "mixture")
@@ -59,7 +44,14 @@ SOURCES = ("voice", "accompaniment")
 METRICS = ("sdr", "sir", "sar")
 
 
+COLUMNS_HELP = """columns: GNSDR / GSIR / GSAR: the length-weighted mean over clips of SDR(estimate) - SDR(mixture), SIR
+and SAR (BSS Eval; dB); mdSDR: median SDR over clips; uSDR: median over clips of the MDX challenge's SDR,
+10 log10(|s|^2 / |s - estimate|^2) over all samples; vocals %: median share of the mixture's energy put in the
+vocals; empty: clips whose vocals come out silent although they have a voice"""
+
+
 def add_arguments(parser) -> None:
+    parser.epilog = COLUMNS_HELP
     parser.add_argument("--data", required=True, help="dataset folder")
     parser.add_argument("--dataset", choices=DATASETS, default="mir1k")
     parser.add_argument("--groups", help="comma-separated singers (mir1k), artists (musdb) or tracks to evaluate "
@@ -68,7 +60,6 @@ def add_arguments(parser) -> None:
                         help=f"comma-separated systems from {', '.join(SYSTEMS)} (mixture is always scored)")
     parser.add_argument("--mode", choices=("offline", "stream"), default="offline", help="how stream-dc runs")
     parser.add_argument("--latency", default="balanced", help="streaming preset for --mode stream")
-    parser.add_argument("--reconstruction", choices=("projection", "inverse-mel"), default="projection")
     parser.add_argument("--bss", choices=("v3", "v4", "none"), default="v3",
                         help="v3: mir_eval over whole clips; v4: museval framewise medians; none: uSDR only")
 
@@ -76,72 +67,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (0: one per core)")
     parser.add_argument("--json", metavar="PATH", help="write per-clip and aggregate scores as JSON")
     parser.add_argument("--per-clip", action="store_true", help="print every clip's scores")
-
-
-# -- oracle masks and baselines -------------------------------------------------------------------------------
-def mel_ibm(track: Track, features: FeatureConfig) -> np.ndarray:
-    """Oracle voice mask ``(frames, n_mels)`` on the 16 kHz mel power spectrogram of the track's stems."""
-    def analysis(x):
-        return stft(resample(mono_downmix(x), track.sample_rate, ANALYSIS_RATE))
-
-    return ideal_binary_mask(analysis(track.voice), analysis(track.accompaniment), LogMel(features)).astype(np.float32)
-
-
-def synthesise(mixture: np.ndarray, sample_rate: int, mel_masks: np.ndarray, features: FeatureConfig,
-               window_hops: int = OFFLINE_WINDOW_HOPS):
-    """Mel masks applied to the mixture with stream-dc's (offline) projection synthesis -> ``(voice,
-    accompaniment)``."""
-    synthesis = ProjectionSynthesis(features, sample_rate, mixture.shape[1], window_hops=window_hops)
-    track = MelMaskTrack.from_array(mel_masks)
-    synthesis.push(mixture)
-    first = synthesis.synthesise(track)
-    synthesis.finish(len(mixture))
-    rest = synthesis.synthesise(track)
-    return np.concatenate([first[0], rest[0]]), np.concatenate([first[1], rest[1]])
-
-
-def whole_stft(audio: np.ndarray, sample_rate: int,
-               window_hops: int = OFFLINE_WINDOW_HOPS) -> tuple[StftGeometry, np.ndarray]:
-    """STFT of a whole ``(samples, channels)`` signal at its own rate, framed as offline synthesis frames it
-    (unless ``window_hops`` says otherwise): ``(frames, bins, channels)``."""
-    geometry = StftGeometry.for_rate(sample_rate, window_hops)
-    analyzer = FrameAnalyzer(geometry, audio.shape[1], geometry.first_frame)
-    spectra = np.concatenate([analyzer.process(audio)[1], analyzer.flush(geometry.frames_covering(len(audio)))[1]])
-    return geometry, spectra
-
-
-def masked_stems(spectra: np.ndarray, voice_mask: np.ndarray, geometry: StftGeometry, length: int):
-    """Voice and accompaniment from ``spectra`` and a voice mask of the same shape (or ``(frames, bins, 1)``)."""
-    stems = []
-    for mask in (voice_mask, 1.0 - voice_mask):
-        stems.append(OverlapAdd(geometry, spectra.shape[2]).add(spectra * mask)[:length])
-    return stems[0], stems[1]
-
-
-def stft_ibm(track: Track, window_hops: int = OFFLINE_WINDOW_HOPS):
-    """Oracle binary mask on the STFT at the track's rate (per channel; by default the offline synthesis STFT) ->
-    ``(voice, accompaniment)``."""
-    geometry, voice = whole_stft(track.voice, track.sample_rate, window_hops)
-    _, accompaniment = whole_stft(track.accompaniment, track.sample_rate, window_hops)
-    mask = (np.abs(voice) > np.abs(accompaniment)).astype(np.float32)
-    return masked_stems(voice + accompaniment, mask, geometry, len(track.voice))
-
-
-def repet_sim(mixture: np.ndarray, sample_rate: int):
-    """REPET-SIM: the repeating background by nearest-neighbour median filtering of the magnitude spectrogram
-    (librosa's ``decompose.nn_filter``), soft masks on each channel -> ``(voice, accompaniment)``."""
-    try:
-        import librosa
-    except ImportError:
-        raise RuntimeError("the repet baseline needs librosa: pip install 'stream-dc[eval]'") from None
-    geometry, spectra = whole_stft(mixture, sample_rate)
-    magnitude = np.abs(spectra).mean(axis=2)  # (frames, bins), averaged over channels
-    # neighbours are at least 2 s apart (less on clips too short for that)
-    width = max(1, min(int(round(2 * sample_rate / geometry.hop)), (len(magnitude) - 1) // 2 - 1))
-    background = librosa.decompose.nn_filter(magnitude.T, aggregate=np.median, metric="cosine", width=width).T
-    background = np.minimum(magnitude, background)
-    voice_mask = librosa.util.softmask(magnitude - background, 2 * background, power=2).astype(np.float32)
-    return masked_stems(spectra, voice_mask[:, :, None], geometry, len(mixture))
 
 
 # -- scoring --------------------------------------------------------------------------------------------------
@@ -187,16 +112,9 @@ _WORKER: dict = {}
 def _init_worker(options: dict) -> None:
     _WORKER.update(options)
     if "stream-dc" in options["systems"]:
-        from .separator import Separator
+        from ..separator import Separator
 
-        threads = options.get("threads")
-        if threads:
-            os.environ["STREAM_DC_THREADS"] = str(threads)
-        _WORKER["separator"] = Separator(options["model"], device=options["device"], mode=options["mode"],
-                                         mask_softness=options["mask_softness"], voice_gate=options["voice_gate"],
-                                         refine=options["refine"], wiener=options["wiener"],
-                                         channel_masks=options["channel_masks"], window_hops=options["window_hops"],
-                                         latency=options["latency"], reconstruction=options["reconstruction"])
+        _WORKER["separator"] = Separator(options=options["separation"])
 
 
 def evaluate_clip(ref) -> dict:
@@ -301,73 +219,108 @@ def format_table(summary: dict, systems: list[str]) -> str:
     return "\n".join(lines)
 
 
-def run_evaluate(args) -> int:
-    from tqdm import tqdm
+class Evaluation:
+    """Scores ``systems`` (of ``SYSTEMS``) on the ``dataset`` tracks in ``data`` (``groups``: a comma-separated
+    selection; ``limit``: the first N), stream-dc running as ``options`` say; ``run()`` prints the table, writes the
+    ``json`` report when asked, and returns the exit status. ``jobs`` worker processes (0: one per core) share the
+    clips, each running onnxruntime on one thread unless ``options.threads`` says otherwise."""
 
-    from .bundle import BundleError
-    from .inference import DeviceError
+    def __init__(self, options: SeparationOptions, data: str, dataset: str = "mir1k", groups: str | None = None,
+                 systems: str = ",".join(DEFAULT_SYSTEMS), bss: str = "v3", limit: int = 0, jobs: int = 1,
+                 json_path: str | None = None, per_clip: bool = False, out=None, err=None):
+        self.options, self.data, self.dataset, self.groups = options, data, dataset, groups
+        self.systems_text, self.bss, self.limit, self.jobs = systems, bss, limit, jobs
+        self.json_path, self.per_clip = json_path, per_clip
+        self.out, self.err = out or sys.stdout, err or sys.stderr
 
-    systems = [s for s in args.systems.split(",") if s]
-    unknown = [s for s in systems if s not in SYSTEMS]
-    if unknown:
-        print(f"stream-dc evaluate: error: unknown systems {', '.join(unknown)} (choose from {', '.join(SYSTEMS)})",
-              file=sys.stderr)
+    @classmethod
+    def from_arguments(cls, args, options: SeparationOptions) -> "Evaluation":
+        return cls(options, args.data, args.dataset, args.groups, args.systems, args.bss, args.limit, args.jobs,
+                   args.json, args.per_clip)
+
+    def _fail(self, message: str) -> int:
+        print(f"stream-dc evaluate: error: {message}", file=self.err)
         return 1
-    systems = [s for s in systems if s != "mixture"]
-    try:
-        refs = list_tracks(args.data, args.dataset)
-        if args.groups:
-            refs = select(refs, split_names(args.groups, refs))
-        if args.limit:
-            refs = refs[:args.limit]
-    except DatasetError as error:
-        print(f"stream-dc evaluate: error: {error}", file=sys.stderr)
-        return 1
-    jobs = args.jobs or os.cpu_count() or 1
-    options = {"systems": systems, "model": args.model, "device": args.device, "mode": args.mode,
-               "mask_softness": args.mask_softness, "voice_gate": args.voice_gate, "refine": args.refine,
-               "wiener": args.wiener, "channel_masks": args.channel_masks,
-               "window_hops": args.synthesis_window // HOP_MS,
-               "latency": args.latency, "reconstruction": args.reconstruction, "bss": args.bss,
-               "threads": args.threads or (1 if jobs > 1 else None)}
-    started = time.perf_counter()
-    try:
-        if jobs > 1:
-            with ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(options,)) as pool:
-                clips = list(tqdm(pool.map(evaluate_clip, refs), total=len(refs), desc="evaluating", unit="clip",
-                                  file=sys.stderr, disable=not sys.stderr.isatty()))
-        else:
-            _init_worker(options)
-            clips = [evaluate_clip(r) for r in tqdm(refs, desc="evaluating", unit="clip", file=sys.stderr,
-                                                    disable=not sys.stderr.isatty())]
-    except (BundleError, DeviceError, DatasetError, RuntimeError, ValueError) as error:
-        print(f"stream-dc evaluate: error: {error}", file=sys.stderr)
-        return 1
-    summary = aggregate(clips)
-    total = sum(c["seconds"] for c in clips)
-    if args.per_clip:
-        for clip in clips:
-            if "sdr" in clip["scores"]["mixture"]:
-                label, cells = "NSDR voice", "  ".join(
-                    f"{s}: {clip['scores'][s]['sdr'][0] - clip['scores']['mixture']['sdr'][0]:6.2f}" for s in systems)
+
+    def run(self) -> int:
+        from tqdm import tqdm
+
+        from ..bundle import BundleError
+        from ..inference import DeviceError
+
+        systems = [s for s in self.systems_text.split(",") if s]
+        unknown = [s for s in systems if s not in SYSTEMS]
+        if unknown:
+            return self._fail(f"unknown systems {', '.join(unknown)} (choose from {', '.join(SYSTEMS)})")
+        systems = [s for s in systems if s != "mixture"]
+        try:
+            if self.json_path:  # checked before the evaluation, not after it
+                _check_writable(Path(self.json_path))
+            refs = list_tracks(self.data, self.dataset)
+            if self.groups:
+                refs = select(refs, split_names(self.groups, refs))
+            if self.limit:
+                refs = refs[:self.limit]
+        except (DatasetError, ValueError) as error:
+            return self._fail(str(error))
+        jobs = self.jobs or os.cpu_count() or 1
+        separation = self.options if self.options.threads or jobs == 1 else self.options.changed(threads=1)
+        worker = {"systems": systems, "separation": separation, "bss": self.bss,
+                  "window_hops": self.options.window_hops}
+        started = time.perf_counter()
+        progress = {"desc": "evaluating", "unit": "clip", "file": self.err, "disable": not self.err.isatty()}
+        try:
+            if jobs > 1:
+                with ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(worker,)) as pool:
+                    clips = list(tqdm(pool.map(evaluate_clip, refs), total=len(refs), **progress))
             else:
-                label, cells = "uSDR voice/accompaniment", "  ".join(
-                    f"{s}: {clip['scores'][s]['usdr'][0]:6.2f} {clip['scores'][s]['usdr'][1]:6.2f}" for s in systems)
-            print(f"{clip['name']:<24} {label}  {cells}")
-    description = f"stream-dc {args.mode}" + (f" ({args.latency})" if args.mode == "stream" else "")
-    print(f"{len(clips)} clips, {total / 60:.1f} min ({args.dataset}{': ' + args.groups if args.groups else ''}); "
-          f"BSS Eval {args.bss}; {description}; {time.perf_counter() - started:.0f} s")
-    print(format_table(summary, systems + ["mixture"]))
-    if args.json:
-        report = {"dataset": args.dataset, "data": str(args.data), "groups": args.groups, "mode": args.mode,
-                  "latency": args.latency if args.mode == "stream" else None, "bss": args.bss,
-                  "reconstruction": args.reconstruction,
-                  "wiener": args.wiener and args.mode == "offline" and args.reconstruction == "projection",
-                  "channel_masks": args.channel_masks and args.mode == "offline",
-                  "synthesis_window_ms": (args.synthesis_window if args.mode == "offline"
-                                          else STREAM_WINDOW_HOPS * HOP_MS),
-                  "model": args.model or "default", "clips": clips,
-                  "summary": summary, "minutes": total / 60}
-        with replaced_on_success(args.json) as temporary:
-            temporary.write_text(json.dumps(report, indent=1))
-    return 0
+                _init_worker(worker)
+                clips = [evaluate_clip(r) for r in tqdm(refs, **progress)]
+        except (BundleError, DeviceError, DatasetError, RuntimeError, ValueError) as error:
+            return self._fail(str(error))
+        self._print(clips, systems, time.perf_counter() - started)
+        return 0
+
+    def _print(self, clips: list[dict], systems: list[str], seconds: float) -> None:
+        summary = aggregate(clips)
+        total = sum(c["seconds"] for c in clips)
+        if self.per_clip:
+            for clip in clips:
+                print(clip_line(clip, systems), file=self.out)
+        options = self.options
+        description = f"stream-dc {options.mode}" + (f" ({options.preset.name})" if options.mode == "stream" else "")
+        print(f"{len(clips)} clips, {total / 60:.1f} min ({self.dataset}{': ' + self.groups if self.groups else ''}); "
+              f"BSS Eval {self.bss}; {description}; {seconds:.0f} s", file=self.out)
+        print(format_table(summary, systems + ["mixture"]), file=self.out)
+        if self.json_path:
+            offline = options.mode == "offline"
+            report = {"dataset": self.dataset, "data": str(self.data), "groups": self.groups, "mode": options.mode,
+                      "latency": None if offline else options.preset.name, "bss": self.bss,
+                      "reconstruction": options.reconstruction,
+                      "wiener": options.wiener and offline and options.reconstruction == "projection",
+                      "channel_masks": options.channel_masks and offline,
+                      "synthesis_window_ms": options.synthesis_window_ms if offline else STREAM_WINDOW_HOPS * HOP_MS,
+                      "model": str(options.model or "default"), "clips": clips, "summary": summary,
+                      "minutes": total / 60}
+            with replaced_on_success(self.json_path) as temporary:
+                temporary.write_text(json.dumps(report, indent=1))
+
+
+def clip_line(clip: dict, systems: list[str]) -> str:
+    """One clip's scores: NSDR of the voice per system when BSS Eval ran, else uSDR of both stems."""
+    if "sdr" in clip["scores"]["mixture"]:
+        label, cells = "NSDR voice", "  ".join(
+            f"{s}: {clip['scores'][s]['sdr'][0] - clip['scores']['mixture']['sdr'][0]:6.2f}" for s in systems)
+    else:
+        label, cells = "uSDR voice/accompaniment", "  ".join(
+            f"{s}: {clip['scores'][s]['usdr'][0]:6.2f} {clip['scores'][s]['usdr'][1]:6.2f}" for s in systems)
+    return f"{clip['name']:<24} {label}  {cells}"
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse (ValueError) a report path whose folder is missing or that names a folder."""
+    if path.is_dir():
+        raise ValueError(f"--json {path}: is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise ValueError(f"--json {path}: the folder {path.parent} does not exist")
+    inside(path.parent, path)

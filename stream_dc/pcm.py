@@ -1,123 +1,19 @@
-"""Audio file and pipe codecs.
-
-- Files: any format libsndfile reads (wav, flac, ogg, mp3, aiff...), read in blocks; outputs are written to a
-  temporary file beside the target and renamed into place only when complete.
-- Pipes: raw little-endian PCM (``s16``, ``s24``, ``f32``) and streaming WAV (header parsed here, since
-  libsndfile needs to seek), read incrementally with a carry-over for partial frames.
+"""Raw PCM and streaming WAV on pipes: little-endian ``s16``, ``s24`` and ``f32`` samples, read incrementally with a
+carry-over for partial frames, and the WAV header parsed here, since libsndfile needs to seek.
 """
 from __future__ import annotations
 
-import errno
-import os
-import shutil
 import struct
-from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 import numpy as np
-import soundfile as sf
 
-from .audio import AudioSource, InputError
-from .files import create_temporary
+from .audio import InputError
 
-FILE_BLOCK = 1 << 16
-DISK_FULL_MARGIN = 1 << 20  # bytes: less free space than this after a failed write means the device is full
 PCM_DTYPES = ("s16", "s24", "f32")
 _BYTES = {"s16": 2, "s24": 3, "f32": 4}
 
 
-# -- files ----------------------------------------------------------------------------------------------------
-def open_source(path: str | Path) -> tuple[AudioSource, str]:
-    """An ``AudioSource`` reading ``path`` in blocks, and the file's subtype. Raises InputError."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory, not an audio file")
-    try:
-        info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError, OSError) as error:
-        raise InputError(f"{path}: not a readable audio file ({_short(error)})") from None
-    if info.channels < 1:
-        raise InputError(f"{path}: no audio channels")
-
-    def blocks() -> Iterator[np.ndarray]:
-        try:
-            with sf.SoundFile(str(path)) as handle:
-                while True:
-                    block = handle.read(FILE_BLOCK, dtype="float32", always_2d=True)
-                    if not len(block):
-                        return
-                    yield block
-        except (sf.LibsndfileError, RuntimeError) as error:
-            raise InputError(f"{path}: cannot decode ({_short(error)})") from None
-
-    return AudioSource(info.samplerate, info.channels, info.frames, blocks), info.subtype
-
-
-def _short(error: Exception) -> str:
-    return str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-
-
-def output_subtype(input_subtype: str, requested: str | None) -> str:
-    """WAV subtype of the stems: as requested, else the input's PCM depth, else 32-bit float."""
-    if requested:
-        return requested
-    return input_subtype if input_subtype in ("PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE") else "FLOAT"
-
-
-class AtomicWavWriter:
-    """Writes a WAV file through a temporary sibling; ``commit()`` renames it into place, ``abort()`` removes it.
-    Write errors become ``OSError`` naming the file (``ENOSPC`` when the device is full)."""
-
-    def __init__(self, path: Path, sample_rate: int, channels: int, subtype: str):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.temporary = create_temporary(self.path.parent, f".{self.path.name}.", ".part")
-        self.clip = subtype.startswith("PCM")
-        try:
-            self.file = sf.SoundFile(str(self.temporary), "w", samplerate=sample_rate, channels=channels,
-                                     subtype=subtype, format="WAV")
-        except (sf.LibsndfileError, RuntimeError) as error:
-            self.temporary.unlink(missing_ok=True)
-            raise self._os_error(error) from None
-        self.frames = 0
-
-    def _os_error(self, error: Exception) -> OSError:
-        """libsndfile says only 'System error' when the disk is full: look at the free space to tell."""
-        try:
-            full = shutil.disk_usage(self.path.parent).free < DISK_FULL_MARGIN
-        except OSError:
-            full = False
-        if full:
-            return OSError(errno.ENOSPC, f"no space left on the device holding {self.path.parent}")
-        return OSError(f"cannot write {self.path} ({_short(error)})")
-
-    def write(self, block: np.ndarray) -> None:
-        if len(block):
-            try:
-                self.file.write(np.clip(block, -1.0, 1.0) if self.clip else block)
-            except (sf.LibsndfileError, RuntimeError) as error:
-                raise self._os_error(error) from None
-            self.frames += len(block)
-
-    def commit(self) -> None:
-        try:
-            self.file.close()
-        except (sf.LibsndfileError, RuntimeError) as error:
-            raise self._os_error(error) from None
-        os.replace(self.temporary, self.path)
-
-    def abort(self) -> None:
-        try:
-            if not self.file.closed:
-                self.file.close()
-        except (sf.LibsndfileError, RuntimeError, AttributeError):
-            pass
-        self.temporary.unlink(missing_ok=True)
-
-
-# -- raw PCM and streaming WAV on pipes -----------------------------------------------------------------------
 def decode_pcm(data: bytes, dtype: str, channels: int) -> np.ndarray:
     """Little-endian PCM bytes (whole frames) -> ``(frames, channels)`` float32 in [-1, 1]."""
     if dtype == "s16":

@@ -24,7 +24,6 @@ from .stages import FixedDelay
 from .stft import FrameAnalyzer, OverlapAdd, StftGeometry
 
 WINDOW_HOPS = 8  # 64 ms windows of 8 ms hops
-TWO_PI = np.float32(2.0 * np.pi)
 TINY = np.float32(1e-20)
 
 
@@ -39,8 +38,7 @@ class KeyShift:
         self.latency_samples = self.geometry.n_fft - 1
         bins = self.geometry.bins
         # the phase advance of bin k over one hop for a stationary sinusoid at the bin's centre frequency
-        self.expected_advance = (2.0 * np.pi * np.arange(bins) * self.geometry.hop / self.geometry.n_fft).astype(
-            np.float32)
+        self.expected_advance = 2.0 * np.pi * np.arange(bins) * self.geometry.hop / self.geometry.n_fft
         self.analyzer = FrameAnalyzer(self.geometry, channels, self.geometry.first_frame)
         self.synthesis = OverlapAdd(self.geometry, channels)
         self.output = FixedDelay(self.latency_samples, channels)
@@ -54,7 +52,7 @@ class KeyShift:
         self.analyzer.reset()
         self.synthesis.reset()
         self.output.reset()
-        self.previous_phase = np.zeros(self.geometry.bins, np.float32)
+        self.previous_phase = np.zeros(self.geometry.bins)
         self.output_phase = np.zeros(self.geometry.bins, np.float64)
         self.n_in = 0
 
@@ -75,10 +73,12 @@ class KeyShift:
         if not len(spectra):
             return spectra
         reference = spectra.sum(axis=2)  # (frames, bins)
-        phase = np.angle(reference)
+        # phases in float64: an advance of up to 2 pi x bins x hop / n_fft rad per frame (about 1100 rad) is
+        # accumulated frame after frame, and float32's 1e-4 rad at that size would make the output drift
+        phase = np.angle(reference.astype(np.complex128))
         previous = np.concatenate([self.previous_phase[None], phase[:-1]])
         deviation = phase - previous - self.expected_advance
-        advance = self.expected_advance + (deviation + np.pi) % TWO_PI - np.pi  # per hop, (frames, bins)
+        advance = self.expected_advance + (deviation + np.pi) % (2.0 * np.pi) - np.pi  # per hop, (frames, bins)
         self.previous_phase = phase[-1]
         # each channel's spectrum turned to the sum's phase: |X_c| exp(i (angle X_c - angle sum))
         turned = spectra * (np.conj(reference) / np.maximum(np.abs(reference), TINY))[:, :, None]
@@ -91,10 +91,10 @@ class KeyShift:
             upper_weight = np.where(inside, source - lower, 0.0).astype(np.float32)
             lower_weight = np.where(inside, 1.0 - upper_weight, 0.0).astype(np.float32)
             turned = lower_weight[:, None] * turned[:, lower] + upper_weight[:, None] * turned[:, lower + 1]
-            advance = np.float32(factor) * (lower_weight * advance[:, lower] + upper_weight * advance[:, lower + 1])
-        # accumulated in float64 frame after frame, never wrapped, so the phases do not depend on how the frames
-        # were batched (after an hour they are about 1e9 rad, still exact to 1e-7)
-        output_phase = self.output_phase + np.cumsum(advance, axis=0, dtype=np.float64)  # (frames, bins)
+            advance = factor * (lower_weight * advance[:, lower] + upper_weight * advance[:, lower + 1])
+        # accumulated frame after frame, never wrapped, so the phases do not depend on how the frames were batched
+        # (after an hour they are about 1e10 rad, still exact to 1e-5)
+        output_phase = self.output_phase + np.cumsum(advance, axis=0)  # (frames, bins)
         self.output_phase = output_phase[-1]
         rotation = np.exp(1j * (output_phase % (2.0 * np.pi)).astype(np.float32))
         return (turned * rotation[:, :, None]).astype(np.complex64, copy=False)

@@ -37,7 +37,8 @@ from ..resample import Resampler
 from ..stream import Aligner, StreamProcessor
 
 READ_AHEAD_SECONDS = 8.0  # separated audio the renderer keeps ahead of playback
-MIXER_AHEAD_SECONDS = 0.12  # key-shifted audio ready for the callback (how soon a key change is heard)
+MIXER_AHEAD_SECONDS = 0.25  # key-shifted audio ready for the callback (how soon a key change is heard)
+PREROLL_SECONDS = 0.2  # what must be ready before a song (or a seek) starts playing
 RENDER_BLOCK = 2048  # frames separated at a time
 RAMP_SECONDS = 0.005  # a voice-level change ramps over this long: no click
 VOICE_STEP_DB, KEY_STEP = 3.0, 1.0
@@ -184,6 +185,7 @@ class Player:
         self.rendered: queue.Queue = queue.Queue(maxsize=max(2, int(READ_AHEAD_SECONDS * sample_rate / RENDER_BLOCK)))
         self.ready: deque = deque()  # key-shifted chunks for the callback
         self.produced = self.consumed = 0  # samples put into ``ready`` (by the mixer) and taken (by the callback)
+        self.ends_queued = self.ends_taken = 0  # end markers put into ``ready`` and taken out of it
         self.played_generation = -1  # the generation of the last sample played
         self.generation, self.wanted = 0, (0, 0)  # (song, position) the renderer should play from
         self.changed = threading.Event()
@@ -191,6 +193,7 @@ class Player:
         self.voice_now = voice_gain(self.state.voice_db)  # the callback's current gain (ramped towards the target)
         self.offset = 0  # how far the callback is into the first ready chunk
         self.callbacks = 0
+        self.preroll = int(PREROLL_SECONDS * sample_rate)
         self.threads = [threading.Thread(target=self._guard, args=(self._render,), name="stream-dc renderer",
                                          daemon=True),
                         threading.Thread(target=self._guard, args=(self._mix,), name="stream-dc mixer", daemon=True)]
@@ -329,6 +332,7 @@ class Player:
                 emitted += len(stems)
             if chunk.end:
                 self.ready.append(Chunk(chunk.generation, chunk.song, start + emitted, stems[:0], end=True))
+                self.ends_queued += 1
                 segment = None
 
     # -- audio callback (PortAudio's thread: no waiting, no locks) --------------------------------------------
@@ -360,11 +364,15 @@ class Player:
         """Up to ``frames`` samples of stems from the ready chunks of ``generation``, advancing the song position
         (and the song, at an end marker); chunks of older generations are dropped."""
         parts, needed, state = [], frames, self.state
+        if self.played_generation != generation and self.produced - self.consumed < self.preroll and \
+                self.ends_queued == self.ends_taken:
+            return np.zeros((0, 2 * self.channels), np.float32)  # a song or a seek starts once enough is ready
         while needed and self.ready:
             chunk = self.ready[0]
             if chunk.generation != generation or chunk.end:
                 self.ready.popleft()
                 self.consumed += len(chunk.stems) - self.offset
+                self.ends_taken += chunk.end
                 self.offset = 0
                 if chunk.end and chunk.generation == generation:
                     self._song_ended(chunk)

@@ -21,7 +21,13 @@ import torch
 from stream_dc.activity import VoiceActivity
 from stream_dc.bundle import BundleConfig, sha256_of, write_bundle
 from stream_dc.features import FeatureConfig
-from training.model import TORCH_TO_ONNX_GATES, DeepClusteringNet, ModelConfig, chunked_embeddings, inference_weights
+from training.model import (
+    DeepClusteringNet,
+    ModelConfig,
+    chunked_embeddings,
+    inference_weights,
+    model_with_folded_weights,
+)
 
 from .onnx_graph import (CHUNK_NAME, INPUT_NAME, MASK_NAME, OUTPUT_NAME, STATE_NAMES, STATE_OUT_NAMES,
                          build_chunked_model, build_model, quantize_int8, round_to_storage)
@@ -31,34 +37,6 @@ WEIGHT_TYPES = ("float16", "float32", "int8")
 
 class ExportError(RuntimeError):
     """The checkpoint cannot be exported, or ONNX Runtime disagrees with PyTorch."""
-
-
-def _torch_gate_order(array: np.ndarray, hidden: int) -> torch.Tensor:
-    """Inverse of the ONNX gate reordering along axis 1."""
-    inverse = np.argsort(TORCH_TO_ONNX_GATES)
-    blocks = array.reshape(array.shape[0], 4, hidden, *array.shape[2:])
-    return torch.from_numpy(np.ascontiguousarray(blocks[:, inverse].reshape(array.shape)))
-
-
-def model_with_folded_weights(config: ModelConfig, weights: dict) -> DeepClusteringNet:
-    """A network in evaluation mode whose batch norm is the identity and whose weights are ``weights``."""
-    model = DeepClusteringNet(config).eval()
-    with torch.no_grad():
-        for blstm, layer in zip(model.blstms, weights["layers"]):
-            hidden = blstm.hidden
-            blstm.weight_ih.copy_(_torch_gate_order(layer["W"], hidden))
-            blstm.weight_hh.copy_(_torch_gate_order(layer["R"], hidden))
-            blstm.beta.copy_(_torch_gate_order(layer["B"][:, :4 * hidden], hidden))
-            blstm.bias_hh.copy_(_torch_gate_order(layer["B"][:, 4 * hidden:], hidden))
-            blstm.gamma.fill_(1.0)
-            blstm.running_mean.zero_()
-            blstm.running_var.fill_(1.0 - blstm.eps)
-        model.embedding.weight.copy_(torch.from_numpy(weights["output_weight"].T.copy()))
-        model.embedding.bias.copy_(torch.from_numpy(weights["output_bias"]))
-        if model.mask is not None and "mask_weight" in weights:  # else the fresh head's initial weights stay
-            model.mask.weight.copy_(torch.from_numpy(weights["mask_weight"].T.copy()))
-            model.mask.bias.copy_(torch.from_numpy(weights["mask_bias"]))
-    return model
 
 
 def run_onnx(model_bytes: bytes, features: np.ndarray) -> dict[str, np.ndarray]:
@@ -150,12 +128,8 @@ def export_chunked(config: ModelConfig, stored: dict, features: np.ndarray, weig
     return model_bytes, report
 
 
-def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, weight_dtype: str = "float16",
-                      tolerance: float = 1e-4, window_frames: int = 500, seed: int = 0,
-                      quantized_min_cosine: float = 0.999, quantized_max_abs: float = 0.1,
-                      mask_softness: float = 0.0) -> dict:
-    """Export ``checkpoint`` to the bundle ``out_dir``; returns a summary dict. Raises ExportError."""
-    checkpoint = Path(checkpoint)
+def load_checkpoint(checkpoint: Path) -> tuple[dict, DeepClusteringNet]:
+    """The finished run's ``best.pt`` and its network in evaluation mode. Raises ExportError."""
     try:
         # weights_only: a checkpoint holds tensors and plain values; unpickling anything else could run code
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
@@ -168,16 +142,23 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, weight_dtype:
         raise ExportError(f"{checkpoint} is not a stream-dc training checkpoint")
     if "references" not in state:
         raise ExportError(f"{checkpoint} has no reference centroids: export the best.pt of a finished training run")
-    config = ModelConfig.from_dict(state["model_config"])
-    trained = DeepClusteringNet(config)
+    trained = DeepClusteringNet(ModelConfig.from_dict(state["model_config"]))
     trained.load_state_dict(state["model_state"])
-    trained.eval()
-    weights = inference_weights(trained)
-    stored = round_to_storage(weights, weight_dtype)
+    return state, trained.eval()
+
+
+def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, weight_dtype: str = "float16",
+                      tolerance: float = 1e-4, window_frames: int = 500, seed: int = 0,
+                      quantized_min_cosine: float = 0.999, quantized_max_abs: float = 0.1,
+                      mask_softness: float = 0.0) -> dict:
+    """Export ``checkpoint`` to the bundle ``out_dir``; returns a summary dict. Raises ExportError."""
+    checkpoint = Path(checkpoint)
+    state, trained = load_checkpoint(checkpoint)
+    config = trained.config
+    stored = round_to_storage(inference_weights(trained), weight_dtype)
     graph_dtype = "float32" if weight_dtype == "int8" else weight_dtype
     model_bytes = build_model(stored, config.n_mels, config.embedding_dim, graph_dtype,
                               metadata={"producer": "stream-dc export", "checkpoint": checkpoint.name})
-
     features = np.random.default_rng(seed).standard_normal((2, window_frames, config.n_mels)).astype(np.float32)
     onnx_error = verify(model_bytes, model_with_folded_weights(config, stored), features)
     if not onnx_error <= tolerance:
@@ -197,31 +178,36 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, weight_dtype:
     # effect of the weight storage precision on the trained network's output
     storage_error = largest_difference(torch_heads(model_with_folded_weights(config, stored), features),
                                        torch_heads(trained, features))
+    measured = {"onnx_vs_torch_max_abs": onnx_error, "storage_vs_trained_max_abs": storage_error, **quantization,
+                "chunked": chunked}
+    bundle_config = _bundle_config(state, trained, checkpoint, weight_dtype, window_frames, mask_softness, measured)
+    write_bundle(out_dir, bundle_config, model_bytes, chunked_bytes)
+    return {"bundle": str(out_dir), "bytes": len(model_bytes), "onnx_vs_torch": onnx_error,
+            "storage_vs_trained": storage_error, **quantization, "chunked": chunked}
 
-    references = state["references"]
+
+def _bundle_config(state: dict, trained: DeepClusteringNet, checkpoint: Path, weight_dtype: str, window_frames: int,
+                   mask_softness: float, measured: dict) -> BundleConfig:
+    """The bundle's ``config.json`` for the checkpoint ``state``, with what the export measured in provenance."""
+    config, references = trained.config, state["references"]
     provenance = dict(state.get("provenance", {}))
+    provenance.pop("history", None)
     provenance["export"] = {
         "checkpoint": checkpoint.name, "checkpoint_sha256": sha256_of(checkpoint.read_bytes()),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "weights": weight_dtype,
-        "onnx_vs_torch_max_abs": onnx_error, "storage_vs_trained_max_abs": storage_error,
-        "reference_chunks": int(references.get("chunks", 0)), **quantization,
+        "reference_chunks": int(references.get("chunks", 0)), **measured,
     }
-    provenance.pop("history", None)
     bundle_config = BundleConfig(
         features=FeatureConfig.from_dict(state["feature_config"]),
         feature_mean=np.asarray(state["feature_mean"], np.float32),
         feature_std=np.asarray(state["feature_std"], np.float32),
-        embedding_dim=config.embedding_dim,
-        window_frames=window_frames,
+        embedding_dim=config.embedding_dim, window_frames=window_frames,
         voice_centroid=np.asarray(references["voice"], np.float32),
         accompaniment_centroid=np.asarray(references["accompaniment"], np.float32),
         model_sha256="",
         architecture={**config.to_dict(), "weights": weight_dtype,
                       "parameters": int(sum(p.numel() for p in trained.parameters()))},
-        provenance=provenance,
-        input_name=INPUT_NAME,
-        output_name=OUTPUT_NAME,
-        mask_softness=mask_softness,
+        provenance=provenance, input_name=INPUT_NAME, output_name=OUTPUT_NAME, mask_softness=mask_softness,
     )
     if "labelling" in state:
         bundle_config.voice_thresholds = tuple(float(v) for v in state["labelling"]["voice_thresholds"])
@@ -230,10 +216,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, weight_dtype:
             gate = state["labelling"]["voice_activity"]
             bundle_config.voice_activity = VoiceActivity.from_dict(gate)
             provenance["voice_activity"] = gate.get("statistics", {})
-    provenance["export"]["chunked"] = chunked
-    write_bundle(out_dir, bundle_config, model_bytes, chunked_bytes)
-    return {"bundle": str(out_dir), "bytes": len(model_bytes), "onnx_vs_torch": onnx_error,
-            "storage_vs_trained": storage_error, **quantization, "chunked": chunked}
+    return bundle_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -7,7 +7,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
-from export.exporter import ExportError, export_checkpoint, model_with_folded_weights  # noqa: E402
+from export.exporter import ExportError, export_checkpoint  # noqa: E402
+from training.model import model_with_folded_weights  # noqa: E402
 from export.onnx_graph import build_model, quantize_int8  # noqa: E402
 from stream_dc.bundle import load_bundle  # noqa: E402
 from stream_dc.features import FeatureConfig  # noqa: E402
@@ -125,7 +126,7 @@ def test_mask_inference_loss_is_the_magnitude_weighted_error_of_the_voice():
 def test_chimera_network_gives_both_heads_and_the_onnx_graphs_agree_with_torch(tmp_path):
     """A mask head beside the embeddings: shapes and ranges, the window and chunked graphs against PyTorch for
     both heads (float32 and int8), the bundle's runtime models giving the mask, and --init reading it back."""
-    from export.bundle_weights import model_from_bundle
+    from training.bundle_weights import model_from_bundle
     from export.exporter import run_chunked, run_onnx
     from stream_dc.inference import ChunkedEmbeddingModel
     from training.model import chunked_embeddings
@@ -341,7 +342,7 @@ def test_paper_preset_trains():
 def test_init_reads_a_bundles_network_back(tmp_path, weights):
     """``--init``: the network read back from a bundle computes what the bundle's graph computes, and exporting it
     again gives the same graph output (exactly for float32; int8 within its quantisation error)."""
-    from export.bundle_weights import model_from_bundle
+    from training.bundle_weights import model_from_bundle
 
     save_checkpoint(tmp_path / "best.pt", trained_tiny_model(2))
     export_checkpoint(tmp_path / "best.pt", tmp_path / "bundle", weights, quantized_min_cosine=0.98,
@@ -365,7 +366,7 @@ def test_init_reads_a_bundles_network_back(tmp_path, weights):
 
 
 def test_batch_norm_calibration_keeps_the_network_and_trains_from_data_statistics():
-    from export.exporter import model_with_folded_weights
+    from training.model import model_with_folded_weights
 
     folded = model_with_folded_weights(ModelConfig(n_mels=150, hidden=16, layers=2), inference_weights(
         trained_tiny_model(4)))

@@ -26,12 +26,15 @@ import argparse
 import sys
 
 import numpy as np
+import torch
 
 from stream_dc.cluster import evenly_spread, kmeans, voice_scores
 from stream_dc.features import LogMel
 
-from .data import MixFeatures
+from .data import Chunks, MixFeatures, make_chunks, mix_features
 from .embedders import Embed, torch_window_embedder
+from .mixing import draw_remixes, render
+from .recipe import VALIDATION_STREAM, mixing_config
 
 FIT_POINTS = 40_000  # as the runtime's offline separator
 CALIBRATION_MIXTURES = 200  # of each kind, evenly spread over what the caller gives
@@ -98,29 +101,77 @@ def calibrate(model, voiced: list[MixFeatures], accompaniment_only: list[MixFeat
     return {"voice_thresholds": [clear, weak], "statistics": statistics}
 
 
-def main(argv: list[str] | None = None) -> int:
-    import torch
+# -- the reference centroids and the labels of a trained network ------------------------------------------------
+def reference_centroids(model, chunks: Chunks, batch: int, device) -> tuple[np.ndarray, np.ndarray]:
+    """Mean embedding of the active voice bins and of the active accompaniment bins, ``(dim,)`` each."""
+    model.eval()
+    sums = None
+    counts = torch.zeros(2, dtype=torch.float64)
+    for start in range(0, len(chunks), batch):
+        part = slice(start, start + batch)
+        features, voice, weight = (torch.from_numpy(array[part]).to(device)
+                                   for array in (chunks.features, chunks.voice, chunks.weight))
+        embeddings = model(features).double()
+        active = weight > 0
+        voice_bins, accompaniment_bins = embeddings[active & voice], embeddings[active & ~voice]
+        batch_sums = torch.stack([voice_bins.sum(0), accompaniment_bins.sum(0)]).cpu()
+        sums = batch_sums if sums is None else sums + batch_sums
+        counts += torch.tensor([len(voice_bins), len(accompaniment_bins)], dtype=torch.float64)
+    means = (sums / counts.clamp_min(1.0)[:, None]).float().numpy()
+    return means[0], means[1]
 
-    from export.bundle_weights import model_from_bundle
+
+def reference_mixes(stems: list, originals: dict, raw: LogMel, args) -> tuple[list, list]:
+    """Mixtures that define the reference centroids and calibrate the voice labels: up to ``--reference-clips``
+    originals, evenly spread, and as many remixes drawn as in training (when the epochs have remixes); and the
+    accompaniments of all of them alone. Returns ``(mixtures, accompaniments alone)``."""
+    keys = sorted(originals)
+    spread = evenly_spread(keys, args.reference_clips)
+    mixes = [originals[k] for k in spread]
+    alone = [mix_features(np.zeros_like(stems[k].accompaniment), stems[k].accompaniment, raw) for k in spread]
+    if args.remixes > 0:
+        config = mixing_config(args)
+        specs = draw_remixes(stems, len(mixes), config, np.random.default_rng([args.seed, VALIDATION_STREAM + 1]))
+        for spec in specs:
+            voice, accompaniment = render(spec, stems, config)
+            mixes.append(mix_features(voice, accompaniment, raw))
+            alone.append(mix_features(np.zeros_like(accompaniment), accompaniment, raw))
+    return mixes, alone
+
+
+def voice_labels(model, stems: list, originals: dict, raw: LogMel, log_mel: LogMel, args, device) -> tuple[dict, dict]:
+    """The reference centroids of ``model`` on the mixtures of ``reference_mixes`` (``{"voice", "accompaniment"}``,
+    lists of ``dim`` floats, and ``"chunks"``, how many 500-frame chunks gave them) and the voice labels calibrated
+    on the same mixtures (``training.calibrate.calibrate``)."""
+    mixes, alone = reference_mixes(stems, originals, raw, args)
+    reference_set = make_chunks(mixes, args.chunk_long, log_mel)
+    voice, accompaniment = reference_centroids(model, reference_set, max(1, args.batch_frames // args.chunk_long),
+                                               device)
+    references = {"voice": voice.tolist(), "accompaniment": accompaniment.tolist(), "chunks": len(reference_set)}
+    return references, calibrate(model, mixes, alone, log_mel, (voice, accompaniment), args.chunk_long, device)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from stream_dc.apps.signals import exit_status, handle_stop_signals
     from stream_dc.bundle import BundleError, load_bundle, write_config
     from stream_dc.evaluation.datasets import DatasetError
-    from stream_dc.apps.signals import exit_status, handle_stop_signals
 
-    from . import train
+    from .bundle_weights import model_from_bundle
     from .data import compute_mixes, load_all
+    from .recipe import add_arguments, find_clips
 
     parser = argparse.ArgumentParser(prog="python -m training.calibrate", fromfile_prefix_chars="@",
                                      description="Measure a bundle's reference centroids and voice-label thresholds "
                                                  "on a recipe's training clips and write them into the bundle.")
     parser.add_argument("bundle", help="model bundle folder")
-    train.add_arguments(parser)  # a training recipe reads as is; its data, mixing options and seed count here
+    add_arguments(parser)  # a training recipe reads as is; its data, mixing options and seed count here
     args = parser.parse_args(argv)
     handle_stop_signals()
     log = (lambda text: print(text, file=sys.stderr, flush=True))
     try:
         bundle = load_bundle(args.bundle)
         config = bundle.config
-        training_refs, _ = train.find_clips(args)
+        training_refs, _ = find_clips(args)
         stems = load_all(training_refs, args.workers)
         voiced = [i for i, clip in enumerate(stems) if clip.has_voice]
         if not voiced:
@@ -129,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         log_mel = LogMel(config.features, config.feature_mean, config.feature_std)
         originals = dict(zip(voiced, compute_mixes(stems, voiced, raw, args.workers)))
         model = model_from_bundle(bundle).eval()
-        references, labelling = train.voice_labels(model, stems, originals, raw, log_mel, args, torch.device("cpu"))
+        references, labelling = voice_labels(model, stems, originals, raw, log_mel, args, torch.device("cpu"))
     except (DatasetError, BundleError, ValueError) as error:
         print(f"calibrate: error: {error}", file=sys.stderr)
         return 1

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -252,3 +253,31 @@ def chunked_embeddings(model: DeepClusteringNet, features: torch.Tensor, chunk: 
     if not with_mask:
         return embeddings
     return embeddings, (torch.cat(masks, dim=1) if model.mask is not None else None)
+
+
+def _torch_gate_order(array: np.ndarray, hidden: int) -> torch.Tensor:
+    """Inverse of the ONNX gate reordering along axis 1."""
+    inverse = np.argsort(TORCH_TO_ONNX_GATES)
+    blocks = array.reshape(array.shape[0], 4, hidden, *array.shape[2:])
+    return torch.from_numpy(np.ascontiguousarray(blocks[:, inverse].reshape(array.shape)))
+
+
+def model_with_folded_weights(config: ModelConfig, weights: dict) -> DeepClusteringNet:
+    """A network in evaluation mode whose batch norm is the identity and whose weights are ``weights``."""
+    model = DeepClusteringNet(config).eval()
+    with torch.no_grad():
+        for blstm, layer in zip(model.blstms, weights["layers"]):
+            hidden = blstm.hidden
+            blstm.weight_ih.copy_(_torch_gate_order(layer["W"], hidden))
+            blstm.weight_hh.copy_(_torch_gate_order(layer["R"], hidden))
+            blstm.beta.copy_(_torch_gate_order(layer["B"][:, :4 * hidden], hidden))
+            blstm.bias_hh.copy_(_torch_gate_order(layer["B"][:, 4 * hidden:], hidden))
+            blstm.gamma.fill_(1.0)
+            blstm.running_mean.zero_()
+            blstm.running_var.fill_(1.0 - blstm.eps)
+        model.embedding.weight.copy_(torch.from_numpy(weights["output_weight"].T.copy()))
+        model.embedding.bias.copy_(torch.from_numpy(weights["output_bias"]))
+        if model.mask is not None and "mask_weight" in weights:  # else the fresh head's initial weights stay
+            model.mask.weight.copy_(torch.from_numpy(weights["mask_weight"].T.copy()))
+            model.mask.bias.copy_(torch.from_numpy(weights["mask_bias"]))
+    return model

@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     from stream_dc.apps.signals import exit_status, handle_stop_signals
     from stream_dc.separator import Separator
 
-    from . import train
+    from .recipe import add_arguments, find_clips
 
     parser = argparse.ArgumentParser(prog="python -m training.refine", fromfile_prefix_chars="@",
                                      description="Fit a bundle's per-bin mask refiner on a recipe's training clips "
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nets", default="stereo,mono",
                         help="which of the refiner's nets to fit (comma-separated: stereo, mono); the bundle keeps "
                              "its other one")
-    train.add_arguments(parser)  # a training recipe reads as is; only its data options count here
+    add_arguments(parser)  # a training recipe reads as is; only its data options count here
     args = parser.parse_args(argv)
     handle_stop_signals()
     log = (lambda text: print(text, file=sys.stderr, flush=True))
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--nets {args.nets!r}: name stereo, mono or both")
         if set(nets) != {"stereo", "mono"} and bundle.config.mask_refiner is None:
             raise ValueError(f"--nets {args.nets}: {args.bundle} has no refiner to keep the other net from")
-        training_refs, _ = train.find_clips(args)
+        training_refs, _ = find_clips(args)
         separator = Separator(bundle, device="cpu", refine=False)
         refiner, statistics = fit_mask_refiner(separator, training_refs, args.frame_step, args.alone_seconds,
                                                args.mir1k_clips, args.refiner_hidden, args.refiner_steps, args.seed,

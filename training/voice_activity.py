@@ -124,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     from stream_dc.apps.signals import exit_status, handle_stop_signals
     from stream_dc.presets import PRESETS
 
-    from . import train
     from .data import load_all
+    from .recipe import add_arguments, find_clips, mixing_config
 
     parser = argparse.ArgumentParser(prog="python -m training.voice_activity", fromfile_prefix_chars="@",
                                      description="Fit a bundle's frame voice-activity gate on a recipe's training "
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--offset-only", action="store_true",
                         help="keep the bundle's fitted gate and store only the new --offset (no data is read)")
     # a training recipe reads as is; only its data and mixing options count here, and none with --offset-only
-    train.add_arguments(parser, data_required=False)
+    add_arguments(parser, data_required=False)
     args = parser.parse_args(argv)
     if not args.offset_only and (not args.data or args.validation is None):
         parser.error("the following arguments are required to fit the gate: --data, --validation")
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"{bundle.directory}: the bundle has no voice-activity gate to set the offset of")
             activity, statistics = config.voice_activity, config.provenance.get("voice_activity")
         else:
-            training_refs, _ = train.find_clips(args)
+            training_refs, _ = find_clips(args)
             stems = load_all(training_refs, args.workers)
             log_mel = LogMel(config.features, config.feature_mean, config.feature_std)
             embedders = [window_embedder(EmbeddingModel(bundle, "cpu").embed, config.window_frames, log_mel)]
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                 live = PRESETS["live"]
                 embedders.append(chunk_embedder(ChunkedEmbeddingModel(bundle, "cpu"), live.hop, live.lookahead,
                                                 log_mel))
-            activity, statistics = fit_voice_activity(stems, train.mixing_config(args), log_mel, embedders,
+            activity, statistics = fit_voice_activity(stems, mixing_config(args), log_mel, embedders,
                                                       args.seed, log)
             config.provenance["voice_activity"] = statistics
     except (DatasetError, BundleError, ValueError) as error:

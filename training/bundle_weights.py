@@ -13,10 +13,9 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from stream_dc.bundle import Bundle
-from training.model import DeepClusteringNet, ModelConfig
+from stream_dc.bundle import Bundle, BundleError
 
-from .exporter import ExportError, model_with_folded_weights
+from .model import DeepClusteringNet, ModelConfig, model_with_folded_weights
 
 
 def _initialisers(model: onnx.ModelProto) -> dict[str, np.ndarray]:
@@ -46,14 +45,14 @@ def read_weights(model_bytes: bytes) -> dict:
         elif f"lstm{index}_W_quantized" in values:
             w, r = _dequantised(values, f"lstm{index}_W"), _dequantised(values, f"lstm{index}_R")
         else:
-            raise ExportError(f"the graph has no weights for LSTM layer {index}")
+            raise BundleError(f"the graph has no weights for LSTM layer {index}")
         layers.append({"W": w.astype(np.float32), "R": r.astype(np.float32), "B": values[f"lstm{index}_B"]})
         index += 1
     output_weight = _matrix(values, "out_w")
     if output_weight is None:
-        raise ExportError("the graph has no output layer weights")
+        raise BundleError("the graph has no output layer weights")
     if not layers:
-        raise ExportError("the graph has no LSTM layers")
+        raise BundleError("the graph has no LSTM layers")
     weights = {"layers": layers, "output_weight": output_weight, "output_bias": values["out_b"].astype(np.float32)}
     mask_weight = _matrix(values, "mask_w")
     if mask_weight is not None:  # a Chimera network's mask head
@@ -86,6 +85,6 @@ def model_from_bundle(bundle: Bundle, mask_head: bool | None = None) -> DeepClus
         weights.pop("mask_weight", None)
         weights.pop("mask_bias", None)
     if weights["output_weight"].shape != (2 * hidden, config.n_mels * config.embedding_dim):
-        raise ExportError(f"{bundle.directory}: output layer {weights['output_weight'].shape} does not match the "
+        raise BundleError(f"{bundle.directory}: output layer {weights['output_weight'].shape} does not match the "
                           f"config ({config.n_mels} bands x {config.embedding_dim} dimensions)")
     return model_with_folded_weights(config, weights)

@@ -46,7 +46,8 @@ SETS = {
                 "Dreamers Of The Ghetto", "Bill Chudziak", "AvaLuna", "Titanium", "Angela Thomas Wade",
                 "Steven Clark", "Aimee Norwich"],
         "mir1k": ["fdps", "titon"],
-        "alone": ["rock__debian-hedgewars-data__Castle", "pop__clip-jolt__Newer_Wave", "hip-hop__cc0-beats__boom_Ripper",
+        "alone": ["rock__debian-hedgewars-data__Castle", "pop__clip-jolt__Newer_Wave",
+                  "hip-hop__cc0-beats__boom_Ripper",
                   "funk__debian-lmms-common-demos__Skiessi_Onion", "electronic__clip-jolt__Neon_Laser_Horizon",
                   "acoustic__debian-supertuxkart-data__celtic", "jazz__librosa-data__Kevin_MacLeod_Vibe_Ace_hq",
                   "orchestral__Tandemonium__Krampus_Workshop"],
@@ -107,7 +108,8 @@ def main() -> int:
     parser.add_argument("--previous", metavar="DIR", help="another bundle to compare (offline)")
     parser.add_argument("--previous-options", default="", metavar="OPTIONS",
                         help="evaluate's options for the previous bundle, e.g. --previous-options='--no-channel-masks "
-                             "--synthesis-window 32' for the offline pipeline before its channel masks and 64 ms window")
+                             "--synthesis-window 32' for the offline pipeline before its channel masks and 64 ms "
+                             "window")
     parser.add_argument("--modes", default="offline,unfiltered,unrefined,ungated,downmix,short,balanced,live",
                         help="shipped model: offline, unfiltered (offline without the Wiener post-filter), ungated "
                              "(offline without the voice-activity gate), unrefined (offline without the mask "

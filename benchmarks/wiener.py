@@ -69,7 +69,8 @@ def main() -> int:
     width = max(len(name) for name in names)
     lines = [(f"Multichannel Wiener post-filter (norbert) on the offline masks: {len(refs)} MUSDB18 songs of the "
               f"{args.set} set, model {args.model or 'shipped'}; {machine()}"),
-             f"{'variant':>{width}}  {'median uSDR v / a':>17}  {'mean uSDR v / a':>15}  {'change per song':>17}  up / down",
+             f"{'variant':>{width}}  {'median uSDR v / a':>17}  {'mean uSDR v / a':>15}  "
+             f"{'change per song':>17}  up / down",
              ]
     for name in names:
         values = np.stack(list(scores[name].values()))

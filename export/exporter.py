@@ -29,8 +29,18 @@ from training.model import (
     model_with_folded_weights,
 )
 
-from .onnx_graph import (CHUNK_NAME, INPUT_NAME, MASK_NAME, OUTPUT_NAME, STATE_NAMES, STATE_OUT_NAMES,
-                         build_chunked_model, build_model, quantize_int8, round_to_storage)
+from .onnx_graph import (
+    CHUNK_NAME,
+    INPUT_NAME,
+    MASK_NAME,
+    OUTPUT_NAME,
+    STATE_NAMES,
+    STATE_OUT_NAMES,
+    build_chunked_model,
+    build_model,
+    quantize_int8,
+    round_to_storage,
+)
 
 WEIGHT_TYPES = ("float16", "float32", "int8")
 
@@ -124,7 +134,8 @@ def export_chunked(config: ModelConfig, stored: dict, features: np.ndarray, weig
             report["int8_mean_cosine"] = min(report.get("int8_mean_cosine", 1.0), cosine)
             if not (cosine >= min_cosine and largest <= max_abs):
                 raise ExportError(f"the int8 chunked graph strays from float32 (mean cosine {cosine:.5f}, largest "
-                                  f"difference {largest:.3f}): bundle not written; export with --weights float16 instead")
+                                  f"difference {largest:.3f}): bundle not written; export with --weights float16 "
+                                  "instead")
     return model_bytes, report
 
 

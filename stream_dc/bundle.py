@@ -175,7 +175,8 @@ def load_bundle(directory: str | Path | None = None) -> Bundle:
     config = BundleConfig.from_dict(values)
     model_bytes = model_path.read_bytes()
     if sha256_of(model_bytes) != config.model_sha256:
-        raise BundleError(f"{model_path} does not match its config.json (checksum differs): corrupt or mismatched bundle")
+        raise BundleError(f"{model_path} does not match its config.json (checksum differs): corrupt or mismatched "
+                          "bundle")
     chunked_bytes = None
     if config.chunked_model_sha256:
         chunked_path = directory / CHUNKED_MODEL_FILE

@@ -35,7 +35,8 @@ def choose_providers(device: str = "auto") -> list[str]:
     available = _onnxruntime().get_available_providers()
     has_cuda = "CUDAExecutionProvider" in available
     if device == "cuda" and not has_cuda:
-        raise DeviceError("--device cuda: this onnxruntime has no CUDA provider (install onnxruntime-gpu in place of onnxruntime)")
+        raise DeviceError("--device cuda: this onnxruntime has no CUDA provider (install onnxruntime-gpu in place of "
+                          "onnxruntime)")
     if device in ("cuda", "auto") and has_cuda:
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]

@@ -144,7 +144,8 @@ class MaskProjector:
         return mel_masks[:, self.lower_band] * self.lower_weight + mel_masks[:, self.upper_band] * self.upper_weight
 
     def analysis_positions(self, first: int, count: int) -> np.ndarray:
-        """Native frame ``u`` is centred at ``u*hop/sample_rate`` s = analysis position ``u*hop*frame_rate/sample_rate``."""
+        """Native frame ``u`` is centred at ``u*hop/sample_rate`` s, which is analysis position
+        ``u*hop*frame_rate/sample_rate``."""
         u = np.arange(first, first + count, dtype=np.int64)
         numerator = u * self.hop * self.features.sample_rate
         denominator = self.sample_rate * self.features.hop_length

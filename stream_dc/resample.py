@@ -54,7 +54,8 @@ class Resampler:
         self.half_taps = 0 if self.identity else int(np.ceil(ZERO_CROSSINGS / cutoff))
         if not self.identity:
             # Row p holds the kernel for fractional position p/up: taps at offsets -half_taps+1 .. half_taps.
-            offsets = np.arange(-self.half_taps + 1, self.half_taps + 1)[None, :] - np.arange(self.up)[:, None] / self.up
+            offsets = (np.arange(-self.half_taps + 1, self.half_taps + 1)[None, :]
+                       - np.arange(self.up)[:, None] / self.up)
             window = np.i0(KAISER_BETA * np.sqrt(np.clip(1.0 - (offsets / self.half_taps) ** 2, 0.0, 1.0)))
             window /= np.i0(KAISER_BETA)
             self.kernels = (cutoff * np.sinc(cutoff * offsets) * window).astype(np.float32)

@@ -110,7 +110,8 @@ class FrameAnalyzer:
         g = self.geometry
         needed = (end_frame - 1) * g.hop + g.n_fft // 2 - self.buffer_start
         if needed > len(self.buffer):
-            self.buffer = np.concatenate([self.buffer, np.zeros((needed - len(self.buffer), self.channels), np.float32)])
+            padding = np.zeros((needed - len(self.buffer), self.channels), np.float32)
+            self.buffer = np.concatenate([self.buffer, padding])
         return self._take(max(end_frame, self.next_frame))
 
 

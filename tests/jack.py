@@ -1,45 +1,12 @@
 """A JACK server with its dummy driver (a real-time audio device without a sound card) and a JACK client that plays
 a signal into, and records what comes out of, stream-dc's ports. Needs jackd (Debian's jackd2), PortAudio
 (libportaudio2) and the JACK-Client package; ``.ci/run`` installs them; tests are skipped without them."""
-import os
-import shutil
-import subprocess
 import threading
 import time
 
 import numpy as np
-import pytest
 
 RATE, PERIOD = 44100, 1024
-
-
-@pytest.fixture(scope="module")
-def jack_server(tmp_path_factory):
-    if shutil.which("jackd") is None:
-        pytest.skip("jackd is not installed (apt-get install jackd2)")
-    jack = pytest.importorskip("jack")
-    try:
-        import sounddevice  # noqa: F401
-    except OSError:
-        pytest.skip("PortAudio is not installed (apt-get install libportaudio2)")
-    name = f"streamdc{os.getpid()}{tmp_path_factory.getbasetemp().name[-4:]}"
-    log = open(tmp_path_factory.mktemp("jack") / "jackd.log", "w")
-    server = subprocess.Popen(["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", str(RATE), "-p", str(PERIOD)],
-                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            jack.Client("probe", servername=name, no_start_server=True).close()
-            break
-        except jack.JackOpenError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                server.kill()
-                pytest.fail(f"jackd did not start (see {log.name})")
-            time.sleep(0.2)
-    yield name
-    server.terminate()
-    server.wait(timeout=10)
-    log.close()
 
 
 class JackTester:

@@ -128,7 +128,8 @@ def test_usdr_and_accompaniment_alone_without_bss_eval(tmp_path):
     assert result.returncode == 0, result.stderr
     short = json.loads(report.read_text())
     assert short["synthesis_window_ms"] == 32 and short["channel_masks"] is False
-    vocals, _ = Separator(device="cpu", synthesis_window_ms=32, channel_masks=False).separate(track.mixture, track.sample_rate)
+    separator = Separator(device="cpu", synthesis_window_ms=32, channel_masks=False)
+    vocals, _ = separator.separate(track.mixture, track.sample_rate)
     assert short["summary"]["stream-dc"]["voice"]["median_usdr"] == pytest.approx(usdr(track.voice, vocals), abs=1e-4)
     oracle_short, oracle_long = stft_ibm(track, 4)[0], stft_ibm(track)[0]
     assert short["summary"]["ibm-stft"]["voice"]["median_usdr"] == pytest.approx(usdr(track.voice, oracle_short),

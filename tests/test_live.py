@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from stream_dc.stream import StreamProcessor
-from tests.jack import PERIOD, RATE, JackTester, jack_server  # noqa: F401 (jack_server: a fixture)
+from tests.jack import PERIOD, RATE, JackTester
 from tests.synthetic import accompaniment, voice
 
 pytestmark = pytest.mark.live

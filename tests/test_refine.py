@@ -64,7 +64,8 @@ def test_refined_mask_is_the_logistic_of_the_corrected_logit_frame_by_frame():
     whole = refiner.refine(masks, x, frequencies)
     assert np.all((whole > 0) & (whole < 1))
     # each frame on its own: blocks of any size give the same masks
-    parts = np.concatenate([refiner.refine(masks[:3], x[:3], frequencies), refiner.refine(masks[3:], x[3:], frequencies)])
+    parts = np.concatenate([refiner.refine(masks[:3], x[:3], frequencies),
+                            refiner.refine(masks[3:], x[3:], frequencies)])
     np.testing.assert_allclose(parts, whole, rtol=1e-6)
     # two channels use the stereo net, one or three the mono one
     mono_only = MaskRefiner(refiner.mono, constant_net(STEREO_FEATURES, 0.0))

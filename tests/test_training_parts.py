@@ -8,7 +8,6 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
 from export.exporter import ExportError, export_checkpoint  # noqa: E402
-from training.model import model_with_folded_weights  # noqa: E402
 from export.onnx_graph import build_model, quantize_int8  # noqa: E402
 from stream_dc.bundle import load_bundle  # noqa: E402
 from stream_dc.features import FeatureConfig  # noqa: E402
@@ -19,7 +18,13 @@ from training.loss import (  # noqa: E402
     mask_inference_loss,
     two_means_assignment,
 )
-from training.model import PRESETS, DeepClusteringNet, ModelConfig, inference_weights  # noqa: E402
+from training.model import (  # noqa: E402
+    PRESETS,
+    DeepClusteringNet,
+    ModelConfig,
+    inference_weights,
+    model_with_folded_weights,  # noqa: E402
+)
 
 
 def brute_force_loss(embeddings, voice, weights):
@@ -126,9 +131,9 @@ def test_mask_inference_loss_is_the_magnitude_weighted_error_of_the_voice():
 def test_chimera_network_gives_both_heads_and_the_onnx_graphs_agree_with_torch(tmp_path):
     """A mask head beside the embeddings: shapes and ranges, the window and chunked graphs against PyTorch for
     both heads (float32 and int8), the bundle's runtime models giving the mask, and --init reading it back."""
-    from training.bundle_weights import model_from_bundle
     from export.exporter import run_chunked, run_onnx
     from stream_dc.inference import ChunkedEmbeddingModel
+    from training.bundle_weights import model_from_bundle
     from training.model import chunked_embeddings
 
     torch.manual_seed(4)
@@ -445,8 +450,8 @@ def test_voice_activity_fits_on_both_graphs_of_a_bundle():
     from stream_dc.presets import PRESETS
     from tests.synthetic import accompaniment, voice
     from training.data import Stems
-    from training.mixing import MixingConfig
     from training.embedders import chunk_embedder, window_embedder
+    from training.mixing import MixingConfig
     from training.voice_activity import fit_voice_activity
 
     bundle = load_bundle()

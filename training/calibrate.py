@@ -94,7 +94,8 @@ def calibrate(model, voiced: list[MixFeatures], accompaniment_only: list[MixFeat
     statistics = {
         "voiced_mixtures": len(voice_best), "accompaniment_alone": len(alone_best),
         "voice_cluster_score_percentiles_5_50_95": np.percentile(voice_best, [5, 50, 95]).round(4).tolist(),
-        "accompaniment_cluster_score_percentiles_50_99": np.percentile(accompaniment_scores, [50, 99]).round(4).tolist(),
+        "accompaniment_cluster_score_percentiles_50_99":
+            np.percentile(accompaniment_scores, [50, 99]).round(4).tolist(),
         "alone_best_score_percentiles_50_95": np.percentile(alone_best, [50, 95]).round(4).tolist(),
         "voice_found": float(np.mean(voice_best > weak)), "alone_untouched": float(np.mean(alone_best <= weak)),
     }
@@ -167,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser)  # a training recipe reads as is; its data, mixing options and seed count here
     args = parser.parse_args(argv)
     handle_stop_signals()
-    log = (lambda text: print(text, file=sys.stderr, flush=True))
+    def log(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
     try:
         bundle = load_bundle(args.bundle)
         config = bundle.config

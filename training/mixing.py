@@ -81,7 +81,8 @@ def draw_remixes(clips: list, count: int, config: MixingConfig, rng: np.random.G
                 break
         length = len(clips[v].voice)
         spare = len(clips[a].accompaniment) - length
-        offset = int(rng.integers(0, spare + 1)) if spare > 0 else int(rng.integers(0, max(1, len(clips[a].accompaniment))))
+        offset = (int(rng.integers(0, spare + 1)) if spare > 0
+                  else int(rng.integers(0, max(1, len(clips[a].accompaniment)))))
         specs.append(RemixSpec(int(v), a, offset, int(rng.integers(0, 2**63 - 1))))
     return specs
 

@@ -3,11 +3,11 @@
 ``python -m training.refine BUNDLE @RECIPE`` separates the recipe's training clips (``--validation`` and
 ``--holdout`` left out) offline with the bundle as it is, gate included (the masks of each clip's downmix), and
 records every ``--frame-step``-th frame of the native-rate STFT that offline synthesis uses (64 ms windows;
-streaming's 32 ms ones serve as well): the projected voice masks, the mixture's spectra and the voice's. Songs from ``musdb``
-(original pairings) and accompaniment alone from ``instrumental`` (up to ``--alone-seconds`` of each) train both
-refiners, the stereo one on the two channels and the mono one on their downmix; ``mir1k`` clips (mono karaoke at
-16 kHz, ``--mir1k-clips`` of them) train the mono refiner only. ``--nets mono`` (or ``stereo``) refits one of the
-two and keeps the bundle's other one.
+streaming's 32 ms ones serve as well): the projected voice masks, the mixture's spectra and the voice's. Songs
+from ``musdb`` (original pairings) and accompaniment alone from ``instrumental`` (up to ``--alone-seconds`` of each)
+train both refiners, the stereo one on the two channels and the mono one on their downmix; ``mir1k`` clips (mono
+karaoke at 16 kHz, ``--mir1k-clips`` of them) train the mono refiner only. ``--nets mono`` (or ``stereo``) refits
+one of the two and keeps the bundle's other one.
 
 Both refiners minimise what the runtime is judged by, each clip's error energy ``sum |refined * X - V|^2`` over its
 accompaniment's energy (its own energy times ``1 / ALONE_WEIGHT`` for accompaniment alone), summed over clips, by
@@ -171,9 +171,9 @@ def fit_mask_refiner(separator, refs: list[TrackRef], frame_step: int = 6, alone
 
 
 def main(argv: list[str] | None = None) -> int:
+    from stream_dc.apps.signals import exit_status, handle_stop_signals
     from stream_dc.bundle import BundleError, load_bundle, write_config
     from stream_dc.evaluation.datasets import DatasetError
-    from stream_dc.apps.signals import exit_status, handle_stop_signals
     from stream_dc.separator import Separator
 
     from .recipe import add_arguments, find_clips
@@ -193,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser)  # a training recipe reads as is; only its data options count here
     args = parser.parse_args(argv)
     handle_stop_signals()
-    log = (lambda text: print(text, file=sys.stderr, flush=True))
+    def log(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
     try:
         bundle = load_bundle(args.bundle)
         nets = tuple(n for n in args.nets.split(",") if n)

@@ -365,7 +365,8 @@ class Trainer:
         state, chunk_epochs = self.state, self.stages[self.state["stage"]][1]
         if state["stage_epoch"] >= chunk_epochs:
             return True
-        return state["stage"] == 0 and self.args.short_minutes and state["stage_seconds"] / 60 >= self.args.short_minutes
+        budget = self.args.short_minutes
+        return state["stage"] == 0 and budget and state["stage_seconds"] / 60 >= budget
 
     def _next_stage(self) -> None:
         """The curriculum's next chunk length, from the best network so far with a fresh optimizer."""

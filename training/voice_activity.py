@@ -118,10 +118,10 @@ def fit_voice_activity(stems: list[Stems], config: MixingConfig, log_mel: LogMel
 
 
 def main(argv: list[str] | None = None) -> int:
+    from stream_dc.apps.signals import exit_status, handle_stop_signals
     from stream_dc.bundle import BundleError, load_bundle, write_config
     from stream_dc.evaluation.datasets import DatasetError
     from stream_dc.inference import ChunkedEmbeddingModel, EmbeddingModel
-    from stream_dc.apps.signals import exit_status, handle_stop_signals
     from stream_dc.presets import PRESETS
 
     from .data import load_all
@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.offset_only and (not args.data or args.validation is None):
         parser.error("the following arguments are required to fit the gate: --data, --validation")
     handle_stop_signals()
-    log = (lambda text: print(text, file=sys.stderr, flush=True))
+    def log(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
     try:
         bundle = load_bundle(args.bundle)
         config = bundle.config

@@ -51,7 +51,8 @@ def whole_number(low: int, high: int | None = None):
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
         if value < low or high is not None and value > high:
-            raise argparse.ArgumentTypeError(f"{text!r}: use {low} to {high}" if high else f"{text!r}: use {low} or more")
+            limits = f"{low} to {high}" if high else f"{low} or more"
+            raise argparse.ArgumentTypeError(f"{text!r}: use {limits}")
         return value
 
     return parse

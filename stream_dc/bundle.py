@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .activity import VoiceActivity
+from .bundle_schema import SchemaError, check_config
 from .cluster import CLEAR_VOICE, WEAK_VOICE
 from .features import FeatureConfig
 from .files import create_temporary, replaced_on_success
@@ -170,8 +171,14 @@ def load_bundle(directory: str | Path | None = None) -> Bundle:
         values = json.loads(config_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise BundleError(f"{config_path} is not valid JSON ({error})") from None
+    except RecursionError:
+        raise BundleError(f"{config_path} is nested too deeply to be a bundle's configuration") from None
     if not isinstance(values, dict):
         raise BundleError(f"{config_path} does not hold a JSON object")
+    try:
+        check_config(values)
+    except SchemaError as error:
+        raise BundleError(f"{config_path}: {error}") from None
     config = BundleConfig.from_dict(values)
     model_bytes = model_path.read_bytes()
     if sha256_of(model_bytes) != config.model_sha256:

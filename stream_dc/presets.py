@@ -58,7 +58,12 @@ def get_preset(latency: str | LatencyPreset) -> LatencyPreset:
         return PRESETS[latency]
     if "=" in latency:
         try:
-            values = {k.strip(): int(v) for k, v in (item.split("=") for item in latency.split(","))}
+            pairs = [(k.strip(), int(v)) for k, v in (item.split("=") for item in latency.split(","))]
+            names = [k for k, _ in pairs]
+            repeated = sorted({k for k in names if names.count(k) > 1})
+            if repeated:
+                raise ValueError(f"custom latency {latency!r}: {', '.join(repeated)} given more than once")
+            values = dict(pairs)
             if "chunk" in values:
                 chunk, lookahead = values.pop("chunk"), values.pop("lookahead")
                 if values:
@@ -69,7 +74,12 @@ def get_preset(latency: str | LatencyPreset) -> LatencyPreset:
             crossfade = values.pop("crossfade", min(20, hop, 2 * lookahead) // 2 * 2)
             if values:
                 raise KeyError(", ".join(values))
-        except (KeyError, ValueError):
+        except ValueError as error:
+            if "more than once" in str(error):
+                raise
+            raise ValueError(f"custom latency {latency!r}: write hop=FRAMES,lookahead=FRAMES[,crossfade=FRAMES] or "
+                             "chunk=FRAMES,lookahead=FRAMES") from None
+        except KeyError:
             raise ValueError(f"custom latency {latency!r}: write hop=FRAMES,lookahead=FRAMES[,crossfade=FRAMES] or "
                              "chunk=FRAMES,lookahead=FRAMES") from None
         return LatencyPreset(latency, hop=hop, lookahead=lookahead, crossfade=crossfade, description="custom")

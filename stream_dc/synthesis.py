@@ -143,7 +143,9 @@ class ProjectionSynthesis(_Stage):
         self.projector = MaskProjector(features, sample_rate, self.geometry.n_fft, self.geometry.hop)
         self.features, self.sample_rate, self.channels, self.track = features, sample_rate, channels, track
         self.refiner = refiner
-        self.wiener = wiener and channels > 1  # on one channel the filter is the masks: no segments to wait for
+        # stereo only: on one channel the filter is the masks, and beyond two its general form costs channels^3 per bin
+        # and its gain was only ever measured on stereo mixes
+        self.wiener = wiener and channels == 2
         self.frequencies = bin_frequencies(sample_rate, self.geometry.n_fft)
         self.reset()
 

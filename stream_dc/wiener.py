@@ -5,7 +5,8 @@ One expectation-maximisation step of the multichannel Wiener filter (Nugraha, Li
 simplified form of norbert's ``wiener`` that open-unmix applies, with magnitudes ``mask**0.5 * |X|``) fits each
 source's spatial covariance per frequency over a segment of frames and filters the mixture with it: on a stereo
 mix this tells a centred voice from accompaniment panned beside it, which no per-bin mask can. On one channel there
-is no spatial covariance to fit and the step gives back the masks exactly, so mono input skips it. It reads frames
+is no spatial covariance to fit and the step gives back the masks exactly, so mono input skips it; other channel
+counts than two keep their masks too. It reads frames
 from either side of a frame, so only offline separation applies it, on segments of ``SEGMENT_FRAMES`` frames to bound
 memory; the accompaniment stays the mixture minus the voice.
 
@@ -49,9 +50,13 @@ def _two_channel_voice(x: np.ndarray, estimates: list[np.ndarray]) -> np.ndarray
 
 def wiener_voice(spectra: np.ndarray, masks: np.ndarray) -> np.ndarray:
     """The voice's spectra ``(frames, bins, channels)`` complex64 from the mixture's ``(frames, bins, channels)``
-    and the voice masks ``(frames, bins)`` in [0, 1]."""
+    and the voice masks ``(frames, bins)`` in [0, 1], for one or two channels (synthesis applies the masks
+    themselves to other channel counts: the filter's general form costs channels^3 per bin and was never measured
+    beyond stereo)."""
     if len(spectra) == 0 or spectra.shape[2] == 1:  # one channel: the filter is the masks themselves
         return (spectra * masks[:, :, None]).astype(np.complex64)
+    if spectra.shape[2] != 2:
+        raise ValueError(f"the Wiener step is written for one or two channels, not {spectra.shape[2]}")
     x = spectra.astype(np.complex128)
     amplitude = np.abs(x)  # (frames, bins, channels)
     voice = np.clip(masks, 0.0, 1.0).astype(np.float64)[:, :, None]
@@ -60,15 +65,4 @@ def wiener_voice(spectra: np.ndarray, masks: np.ndarray) -> np.ndarray:
     scale = max(1.0, float(amplitude.max()) / 10.0)
     x = x / scale
     estimates = [magnitude / (EPS + total) * x for magnitude in magnitudes]
-    if x.shape[2] == 2:
-        return (_two_channel_voice(x, estimates) * scale).astype(np.complex64)
-    powers, covariances = [], []
-    for estimate in estimates:  # first estimate by soft masks, then each source's local Gaussian model
-        power = np.mean(np.abs(estimate) ** 2, axis=2)  # (frames, bins)
-        spatial = np.einsum("tfi,tfk->fik", estimate, estimate.conj()) / (EPS + power.sum(0))[:, None, None]
-        powers.append(power)
-        covariances.append(spatial)  # (bins, channels, channels)
-    mixture_model = sum(p[..., None, None] * r[None] for p, r in zip(powers, covariances))
-    mixture_model = mixture_model + np.sqrt(EPS) * np.eye(x.shape[2])
-    gain = powers[0][..., None, None] * (covariances[0][None] @ np.linalg.pinv(mixture_model, rcond=EPS))
-    return (np.einsum("tfik,tfk->tfi", gain, x) * scale).astype(np.complex64)
+    return (_two_channel_voice(x, estimates) * scale).astype(np.complex64)

@@ -33,7 +33,7 @@ def test_the_filter_separates_a_centred_voice_from_panned_accompaniment():
     assert filtered > masked + 2.0, (masked, filtered)
 
 
-@pytest.mark.parametrize("channels", [2, 3])
+@pytest.mark.parametrize("channels", [2])
 def test_the_filter_is_norberts_wiener_step(channels):
     """The same step as norbert's ``wiener`` (one iteration, magnitudes ``mask**0.5 * |X|``), the maintained
     reference it replaces."""
@@ -94,3 +94,15 @@ def test_streaming_and_mono_do_not_filter(bundle):
     streamed = [Separator(bundle, device="cpu", mode="stream", wiener=w).separate(stereo, rate)[0]
                 for w in (True, False)]
     np.testing.assert_allclose(*streamed, atol=1e-8)
+
+
+def test_more_than_two_channels_keep_their_masks_and_cost_what_the_channels_do(bundle):
+    """The filter's general form costs channels^3 per bin (16 channels of 0.5 s once took 2.6 GB): beyond stereo the
+    masks apply as they are, the same as without the filter."""
+    rng = np.random.default_rng(9)
+    audio = (0.1 * rng.standard_normal((16000 * 2, 4))).astype(np.float32)
+    with_filter = Separator(bundle, device="cpu").separate(audio, 16000)[0]
+    without = Separator(bundle, device="cpu", wiener=False).separate(audio, 16000)[0]
+    np.testing.assert_array_equal(with_filter, without)
+    with pytest.raises(ValueError, match="one or two channels"):
+        wiener_voice(spectra(frames=3, bins=5, channels=3, seed=1), np.zeros((3, 5), np.float32))

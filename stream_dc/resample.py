@@ -30,9 +30,11 @@ import numpy as np
 ZERO_CROSSINGS = 64  # kernel half-length in zero crossings of the narrower band
 CUTOFF = 1.01  # the sinc's cut-off (-6 dB) as a fraction of the lower Nyquist frequency
 KAISER_BETA = 8.6  # about 80 dB stop-band attenuation beyond the transition band
-PIECE = 1024  # output samples computed at a time by the gather path
+PIECE_ELEMENTS = 1 << 19  # (outputs x taps) gathered at a time by the gather path: 1024 outputs of a 44.1 kHz kernel
 GROUP_OUTPUTS = 128  # about this many outputs per matrix-vector product (rounded up to a multiple of ``up``)
 MAX_GROUP_MATRIX = 4_000_000  # elements; rate pairs with a longer polyphase period use the gather path
+MAX_KERNEL_TABLE = 2_000_000  # elements of the per-phase kernel table; beyond it, kernels are interpolated
+TABLE_STEPS = 512  # kernel values per input sample of offset, when interpolated
 
 
 class Resampler:
@@ -52,15 +54,36 @@ class Resampler:
         self.identity = self.up == self.down
         cutoff = min(1.0, self.up / self.down) * CUTOFF  # in units of the input Nyquist frequency
         self.half_taps = 0 if self.identity else int(np.ceil(ZERO_CROSSINGS / cutoff))
+        self.cutoff, self.kernels, self.table = cutoff, None, None
         if not self.identity:
-            # Row p holds the kernel for fractional position p/up: taps at offsets -half_taps+1 .. half_taps.
-            offsets = (np.arange(-self.half_taps + 1, self.half_taps + 1)[None, :]
-                       - np.arange(self.up)[:, None] / self.up)
-            window = np.i0(KAISER_BETA * np.sqrt(np.clip(1.0 - (offsets / self.half_taps) ** 2, 0.0, 1.0)))
-            window /= np.i0(KAISER_BETA)
-            self.kernels = (cutoff * np.sinc(cutoff * offsets) * window).astype(np.float32)
-            self._build_group_matrix()
+            taps = np.arange(-self.half_taps + 1, self.half_taps + 1)
+            if self.up * len(taps) <= MAX_KERNEL_TABLE:
+                # row p holds the kernel for fractional position p/up: taps at offsets -half_taps+1 .. half_taps
+                self.kernels = self._kernel(taps[None, :] - np.arange(self.up)[:, None] / self.up)
+                self._build_group_matrix()
+            else:
+                # a polyphase period too long to tabulate per phase (a rate prime to 16 kHz, such as 48001 Hz, has
+                # 16000 phases): the kernel at ``TABLE_STEPS`` points per sample, read by linear interpolation,
+                # keeps the set-up and the memory proportional to the kernel's length
+                self.table = self._kernel(np.arange(-self.half_taps * TABLE_STEPS, self.half_taps * TABLE_STEPS + 2)
+                                          / TABLE_STEPS)
+                self.group_matrix = None
         self.reset()
+
+    def _kernel(self, offsets: np.ndarray) -> np.ndarray:
+        """The Kaiser-windowed sinc at ``offsets`` (input samples) from the output's position, float32."""
+        window = np.i0(KAISER_BETA * np.sqrt(np.clip(1.0 - (offsets / self.half_taps) ** 2, 0.0, 1.0)))
+        return (self.cutoff * np.sinc(self.cutoff * offsets) * window / np.i0(KAISER_BETA)).astype(np.float32)
+
+    def _kernels_at(self, phase: np.ndarray) -> np.ndarray:
+        """Kernels ``(outputs, taps)`` for outputs at fractional positions ``phase / up``."""
+        if self.kernels is not None:
+            return self.kernels[phase]
+        taps = np.arange(-self.half_taps + 1, self.half_taps + 1)
+        position = (taps[None, :] + self.half_taps - phase[:, None] / self.up) * TABLE_STEPS
+        lower = np.floor(position).astype(np.int64)
+        weight = (position - lower).astype(np.float32)
+        return self.table[lower] + weight * (self.table[lower + 1] - self.table[lower])
 
     def _build_group_matrix(self) -> None:
         """``group_matrix`` ``(group, span)``: row ``j`` holds output ``j``'s kernel at its place in the segment of
@@ -172,11 +195,12 @@ class Resampler:
             self.buffer_start = first
         taps = np.arange(-self.half_taps + 1, self.half_taps + 1)
         out = np.empty((len(m), self.channels), np.float32)
-        for lo in range(0, len(m), PIECE):  # pieces keep the gathered (outputs, taps) arrays in cache
-            index = (floor[lo:lo + PIECE] - self.buffer_start)[:, None] + taps[None, :]
-            kernels = self.kernels[phase[lo:lo + PIECE]]  # (piece, taps)
+        piece = max(16, PIECE_ELEMENTS // len(taps))  # pieces keep the gathered arrays small, whatever the kernel
+        for lo in range(0, len(m), piece):
+            index = (floor[lo:lo + piece] - self.buffer_start)[:, None] + taps[None, :]
+            kernels = self._kernels_at(phase[lo:lo + piece])  # (piece, taps)
             for c in range(self.channels):
-                out[lo:lo + PIECE, c] = np.einsum("mt,mt->m", self.buffer[index, c], kernels)
+                out[lo:lo + piece, c] = np.einsum("mt,mt->m", self.buffer[index, c], kernels)
         return out
 
 

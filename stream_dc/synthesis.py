@@ -29,7 +29,7 @@ from .masks import InverseMel, MaskProjector, MelMaskTrack
 from .refine import MaskRefiner, bin_frequencies
 from .resample import Resampler
 from .stft import STREAM_WINDOW_HOPS, FrameAnalyzer, OverlapAdd, StftGeometry
-from .wiener import SEGMENT_FRAMES, wiener_voice
+from .wiener import segment_frames, wiener_voice
 
 RECONSTRUCTIONS = ("projection", "inverse-mel")
 
@@ -180,7 +180,7 @@ class ProjectionSynthesis(_Stage):
 
     def synthesise(self) -> tuple[np.ndarray, np.ndarray]:
         if self.wiener:  # the filter reads a segment at a time: wait for one (or the end), then hand it over whole
-            if self.total is None and self.stft.pending_frames < SEGMENT_FRAMES:
+            if self.total is None and self.stft.pending_frames < segment_frames(self.geometry.bins):
                 empty = np.zeros((0, self.stft.channels), np.float32)
                 return empty, empty
             self.stft.join_pending()

@@ -20,6 +20,13 @@ from __future__ import annotations
 import numpy as np
 
 SEGMENT_FRAMES = 1000  # about 8 s of 8 ms frames: one segment holds a 6.8-s MUSDB excerpt whole
+SEGMENT_BINS = SEGMENT_FRAMES * 1537  # frames x bins of a segment at most (1537 bins: 48 kHz), which bounds its
+# memory at any rate: rates up to 48 kHz keep 1000 frames, 96 kHz gets 500, 768 kHz 62
+
+
+def segment_frames(bins: int) -> int:
+    """Frames of a Wiener segment for an STFT of ``bins`` bins."""
+    return max(16, min(SEGMENT_FRAMES, SEGMENT_BINS // bins))
 EPS = float(np.finfo(np.float64).eps)
 
 

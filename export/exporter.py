@@ -256,6 +256,13 @@ def run(args) -> int:
     except ExportError as error:
         print(f"stream-dc export: error: {error}", file=sys.stderr)
         return 1
+    from stream_dc.bundle import load_bundle
+
+    from .sanity import check_bundle
+
+    warning = check_bundle(args.out, load_bundle(args.out).config.provenance)
+    if warning:
+        print(f"stream-dc export: warning: {warning}", file=sys.stderr)
     detail = (f"int8 vs float32: mean cosine {summary['mean_cosine_vs_float32']:.5f}, largest difference "
               f"{summary['max_abs_vs_float32']:.3f}" if args.weights == "int8" else
               f"{args.weights} storage changes embeddings by at most {summary['storage_vs_trained']:.1e}")

@@ -46,8 +46,8 @@ def _number_list(items, path: str, length: int | None = None, low: float = -1e30
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise SchemaError(f"{path}[{i}] must be a number, not {_show(value)}")
         if not math.isfinite(value) or value < low or value > high or (above and value == low):
-            raise SchemaError(f"{path}[{i}] is {_show(value)}: it must be a finite number"
-                              + (f" above {low:g}" if above else ""))
+            bounds = f"above {low:g}" if above else f"at least {low:g}"
+            raise SchemaError(f"{path}[{i}] is {_show(value)}: it must be {bounds} and at most {high:g}")
     return items
 
 
@@ -118,7 +118,7 @@ def check_config(values: dict) -> None:
     for name in ("architecture", "provenance"):
         _object(values, name, required=False)
     if "voice_thresholds" in values:
-        _numbers(values, "voice_thresholds", 2, low=-2, high=2)
+        _numbers(values, "voice_thresholds", 2, low=-10, high=10)  # scores lie in [-2, 2]: beyond, never or always
     if "mask_softness" in values:
         _number(values, "mask_softness", 0, 1e6)
     _check_gate(values)

@@ -276,8 +276,9 @@ def test_web_page_in_a_real_browser(jack_server, tmp_path):
         browser.find_element(By.ID, "key-reset").click()
         play.wait(lambda s: s["key"] == 0.0, what="the original key")
         if os.environ.get("STREAM_DC_SCREENSHOT"):  # how docs/play-page.png is made
-            browser.find_element(By.ID, "pause").click()
-            time.sleep(1.0)
+            for command, value in (("resume", None), ("set_voice", -18), ("set_key", -2)):
+                play.api("/api/command", command, value)
+            time.sleep(1.5)
             browser.save_screenshot(os.environ["STREAM_DC_SCREENSHOT"])
     finally:
         browser.quit()

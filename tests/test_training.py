@@ -1,9 +1,11 @@
-"""Training end to end on synthetic data: it learns, it resumes exactly, it runs under torchrun (gloo)."""
+"""Training end to end on synthetic data: it learns, it resumes exactly, it runs under torchrun (gloo), and it
+refuses to resume from a checkpoint that would run code."""
 import json
 import os
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
+from tests.commands import CLI  # noqa: E402
 from tests.synthetic import accompaniment, voice, write_mir1k_like  # noqa: E402
 
 TRAIN = ["--validation", "dave", "--preset", "tiny", "--workers", "1", "--batch-frames", "1600", "--seed", "3"]
@@ -130,14 +133,53 @@ def test_training_with_workers_ends_cleanly_on_ctrl_c_and_sigterm(dataset, tmp_p
     command = [sys.executable, "-m", "training.train", "--data", str(dataset), "--out", str(run),
                "--epochs-short", "50", "--epochs-long", "50"] + TRAIN + ["--workers", "2"]  # the last --workers counts
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    seen = ""
-    while "epoch 1:" not in seen:  # training has begun and the workers are feeding it
-        line = process.stderr.readline()
-        assert line, f"training ended early: {seen}"
-        seen += line
-    os.killpg(process.pid, sent)
-    _, rest = process.communicate(timeout=60)
-    stderr = seen + rest
-    assert process.returncode == status, stderr
-    assert "interrupted; continue with --resume" in stderr and "Traceback" not in stderr
+    try:
+        seen = ""
+        while "epoch 1:" not in seen:  # training has begun and the workers are feeding it
+            line = process.stderr.readline()
+            assert line, f"training ended early: {seen}"
+            seen += line
+        os.killpg(process.pid, sent)
+        _, rest = process.communicate(timeout=120)
+        stderr = seen + rest
+        assert process.returncode == status, stderr
+        assert "interrupted; continue with --resume" in stderr and "Traceback" not in stderr
+        for _ in range(100):  # the workers are gone with it: nothing of the process group is left
+            try:
+                os.killpg(process.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("processes of the training run are still alive")
+    finally:  # whatever happened above, nothing outlives the test
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait(30)
     assert (run / "last.pt").exists()
+
+
+def test_resume_refuses_a_checkpoint_that_would_run_code(tmp_path):
+    pytest.importorskip("torch")
+    import pickle
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (tmp_path / "run").mkdir()
+    with open(tmp_path / "run" / "last.pt", "wb") as handle:
+        pickle.dump({"train_state": Payload()}, handle)
+    from tests.synthetic import write_mir1k_like
+
+    write_mir1k_like(tmp_path / "data", ["a", "b"], 1, seconds=1.0)
+    result = subprocess.run(CLI + ["train", "--data", str(tmp_path / "data"), "--validation", "b", "--out",
+                                   str(tmp_path / "run"), "--resume", "--preset", "tiny", "--workers", "1"],
+                            capture_output=True, text=True)
+    assert result.returncode == 1, result.stderr
+    assert "cannot be read" in result.stderr and "Traceback" not in result.stderr
+    assert not marker.exists()

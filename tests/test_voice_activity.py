@@ -1,4 +1,4 @@
-"""The frame voice-activity gate: its arithmetic, its place in the bundle, and that every path applies it."""
+"""The frame voice-activity gate: its arithmetic, its fitting, its place in the bundle, and that every path uses it."""
 import json
 import shutil
 import subprocess
@@ -10,6 +10,7 @@ import soundfile as sf
 
 from stream_dc.activity import VoiceActivity, frame_features
 from stream_dc.bundle import BundleError, load_bundle, write_config
+from stream_dc.inference import EmbeddingModel
 from stream_dc.separator import Separator
 from stream_dc.stream import StreamProcessor
 from tests.synthetic import accompaniment, voice
@@ -135,3 +136,49 @@ def test_offset_only_changes_the_stored_offset_and_nothing_else(tmp_path, capsys
     assert fit_gate([str(directory), "--offset", "2", "--offset-only"] + recipe) == 1
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "no voice-activity gate" in error[0] and str(directory) in error[0]
+
+
+def test_voice_activity_regression_finds_a_separable_rule_whatever_the_class_balance():
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from training.voice_activity import fit_logistic
+
+    rng = np.random.default_rng(4)
+    features = rng.standard_normal((4000, 12)).astype(np.float32)
+    direction = rng.standard_normal(12).astype(np.float32)
+    labels = features @ direction > 1.2  # about one in nine positive
+    weights, bias = fit_logistic(features, labels)
+    found = features @ weights + bias > 0
+    assert np.mean(found[labels]) > 0.95 and np.mean(~found[~labels]) > 0.95
+    assert np.dot(weights, direction) / (np.linalg.norm(weights) * np.linalg.norm(direction)) > 0.95
+
+
+def test_voice_activity_fits_on_both_graphs_of_a_bundle():
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from stream_dc.features import LogMel, stft
+    from stream_dc.inference import ChunkedEmbeddingModel
+    from stream_dc.presets import PRESETS
+    from tests.synthetic import accompaniment, voice
+    from training.data import Stems
+    from training.embedders import chunk_embedder, window_embedder
+    from training.mixing import MixingConfig
+    from training.voice_activity import fit_voice_activity
+
+    bundle = load_bundle()
+    config = bundle.config
+    log_mel = LogMel(config.features, config.feature_mean, config.feature_std)
+    rng = np.random.default_rng(8)
+    stems = [Stems(f"clip{i}", f"mir1k:singer{i}", voice(3.0, 16000, rng), accompaniment(3.0, 16000, rng), "mir1k")
+             for i in range(3)]
+    stems.append(Stems("piece", "instrumental:piece", np.zeros(0, np.float32), accompaniment(3.0, 16000, rng),
+                       "instrumental"))
+    live = PRESETS["live"]
+    windows = window_embedder(EmbeddingModel(bundle, "cpu").embed, config.window_frames, log_mel)
+    chunks = chunk_embedder(ChunkedEmbeddingModel(bundle, "cpu"), live.hop, live.lookahead, log_mel)
+    normalised = log_mel.normalise(log_mel.log_mel(stft(stems[0].voice)))
+    assert windows(normalised).shape == chunks(normalised).shape == (len(normalised), config.features.n_mels,
+                                                                       config.embedding_dim)
+    activity, statistics = fit_voice_activity(stems, MixingConfig(), log_mel, [windows, chunks])
+    assert statistics["embedders"] == 2 and statistics["frames"] > 0 and 0 < statistics["voiced_share"] < 1
+    assert activity.problems(config.features.n_mels, config.embedding_dim) == []

@@ -197,11 +197,33 @@ def single_threaded_worker() -> None:
     threadpool_limits(1)
 
 
-def quiet_pool(workers: int, **options) -> ProcessPoolExecutor:
+class WorkerPool(ProcessPoolExecutor):
+    """A pool whose ``with`` block, left by an exception (Ctrl-C, SIGTERM, an error), stops at once: queued work is
+    cancelled and the workers are killed, instead of waiting for every submitted task as a plain pool does (its
+    workers ignore Ctrl-C and SIGTERM, which the training process handles)."""
+
+    def __exit__(self, kind, value, traceback):
+        if kind is None:
+            return super().__exit__(kind, value, traceback)
+        self.stop()
+        return False
+
+    def stop(self) -> None:
+        """Cancel what is queued, kill the workers and wait for them."""
+        processes = list((getattr(self, "_processes", None) or {}).values())
+        self.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            if process.is_alive():
+                process.kill()
+        for process in processes:
+            process.join(10)
+
+
+def quiet_pool(workers: int, **options) -> WorkerPool:
     """A started pool of ``single_threaded_worker`` processes. They are forked with Ctrl-C and SIGTERM blocked, so
     one arriving before a worker's initializer has run waits for the training process instead of killing the
     worker with a traceback; the training process receives it once its workers are up."""
-    pool = ProcessPoolExecutor(workers, initializer=single_threaded_worker, **options)
+    pool = WorkerPool(workers, initializer=single_threaded_worker, **options)
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         pool.submit(int).result()  # forks every worker (a forking pool starts them all on the first task)
@@ -223,7 +245,7 @@ def _worker_remix_features(job: int | RemixSpec) -> MixFeatures:
 
 
 def worker_pool(stems: list[Stems], log_mel: LogMel, workers: int,
-                config: MixingConfig = MixingConfig()) -> ProcessPoolExecutor:
+                config: MixingConfig = MixingConfig()) -> WorkerPool:
     """Forked workers that compute ``_worker_remix_features`` on these stems."""
     import multiprocessing
 

@@ -215,9 +215,13 @@ class EpochData:
         mine = sorted(self.originals)[self.rank::self.world]
         return [self.originals[i] for i in mine] + remixed
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
+        """Shut the workers down; ``abort`` (an interrupted run) kills them at once, with their queued work."""
         if self.pool is not None:
-            self.pool.shutdown(cancel_futures=True)
+            if abort:
+                self.pool.stop()
+            else:
+                self.pool.shutdown(cancel_futures=True)
 
 
 def save(path: Path, state: dict) -> None:
@@ -342,6 +346,21 @@ class Trainer:
 
     # -- the loop -------------------------------------------------------------------------------------------
     def run(self) -> Path:
+        try:
+            stopped_early = self._train()
+        except BaseException:
+            self.epoch_data.close(abort=True)  # Ctrl-C or SIGTERM: the workers go too, whatever they were doing
+            raise
+        self.epoch_data.close()
+        if self.distributed.main:
+            self._finish(stopped_early)
+        self.distributed.barrier()
+        if self.distributed.world > 1:
+            dist.destroy_process_group()
+        return self.out / "best.pt"
+
+    def _train(self) -> bool:
+        """The epochs; True when the time budget stopped them early."""
         stopped_early = False
         while self.state["stage"] < len(self.stages):
             if self._stage_done():
@@ -353,13 +372,7 @@ class Trainer:
                 self.log(f"time budget reached after epoch {self.state['epoch']}: continue with --resume")
                 stopped_early = True
                 break
-        self.epoch_data.close()
-        if self.distributed.main:
-            self._finish(stopped_early)
-        self.distributed.barrier()
-        if self.distributed.world > 1:
-            dist.destroy_process_group()
-        return self.out / "best.pt"
+        return stopped_early
 
     def _stage_done(self) -> bool:
         state, chunk_epochs = self.state, self.stages[self.state["stage"]][1]
@@ -438,17 +451,18 @@ class Trainer:
                  "seconds": round(seconds, 1), "best": improved,
                  "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         state["history"].append(entry)
-        self.log(f"epoch {epoch + 1}: train {train_loss:.4f} val {val:.4f}{' (best)' if improved else ''} "
-                 f"lr {state['lr']:.2e} {entry['seconds']}s")
         return entry
 
     def _checkpoint(self, entry: dict) -> None:
+        """Save the epoch (``last.pt``, and ``best.pt`` when it is the best) before saying it is done."""
         if self.distributed.main:
             with open(self.out / "log.jsonl", "a") as handle:
                 handle.write(json.dumps(entry) + "\n")
             if entry["best"]:
                 save(self.out / "best.pt", self._serialize(with_optimizer=False))
             save(self.out / "last.pt", self._serialize(with_optimizer=True))
+        self.log(f"epoch {entry['epoch']}: train {entry['train_loss']:.4f} val {entry['val_loss']:.4f}"
+                 f"{' (best)' if entry['best'] else ''} lr {entry['lr']:.2e} {entry['seconds']}s")
         self.distributed.barrier()
 
     def _serialize(self, with_optimizer: bool) -> dict:

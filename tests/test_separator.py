@@ -1,4 +1,6 @@
-"""Offline separation API, bundle checks, device choice, and a runtime that never needs PyTorch."""
+"""Offline separation through ``Separator``: shapes, a synthetic mixture, silence and bad arrays, inverse-mel
+reconstruction, windows outside the fitting sample, stereo masks, the synthesis window, a bundle's thresholds and
+softness, the golden masks of the shipped model, and a runtime that never needs PyTorch."""
 import json
 import shutil
 import subprocess
@@ -9,9 +11,7 @@ import numpy as np
 import pytest
 
 from stream_dc.audio import AudioSource
-from stream_dc.bundle import BundleError, load_bundle
-from stream_dc.cluster import OnlineCentroids, kmeans, voice_clusters
-from stream_dc.inference import DeviceError, EmbeddingModel, choose_providers
+from stream_dc.bundle import load_bundle
 from stream_dc.separator import InputError, Separator
 from tests.conftest import noise, tone
 from tests.synthetic import accompaniment, voice
@@ -126,112 +126,6 @@ def test_offline_synthesis_window(separator):
     assert np.max(np.abs(long_window[0] - short_window[0])) > 1e-3
 
 
-def test_device_choice():
-    assert choose_providers("cpu") == ["CPUExecutionProvider"]
-    import onnxruntime
-
-    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
-        with pytest.raises(DeviceError, match="onnxruntime-gpu"):
-            choose_providers("cuda")
-        assert choose_providers("auto") == ["CPUExecutionProvider"]
-    with pytest.raises(DeviceError):
-        choose_providers("tpu")
-
-
-def copy_bundle(tmp_path):
-    target = tmp_path / "bundle"
-    shutil.copytree(load_bundle().directory, target)
-    return target
-
-
-def test_bundle_errors(tmp_path):
-    with pytest.raises(BundleError, match="not a directory"):
-        load_bundle(tmp_path / "missing")
-    target = copy_bundle(tmp_path)
-    config = json.loads((target / "config.json").read_text())
-
-    (target / "config.json").write_text("{not json")
-    with pytest.raises(BundleError, match="not valid JSON"):
-        load_bundle(target)
-
-    broken = dict(config, voice_centroid=[1.0, 2.0])
-    (target / "config.json").write_text(json.dumps(broken))
-    with pytest.raises(BundleError, match="voice_centroid"):
-        load_bundle(target)
-
-    (target / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "feature_mean"}))
-    with pytest.raises(BundleError, match="incomplete"):
-        load_bundle(target)
-
-    (target / "config.json").write_text(json.dumps(config))
-    data = bytearray((target / "model.onnx").read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    (target / "model.onnx").write_bytes(bytes(data))
-    with pytest.raises(BundleError, match="checksum"):
-        load_bundle(target)
-
-    (target / "model.onnx").unlink()
-    with pytest.raises(BundleError, match="no model.onnx"):
-        load_bundle(target)
-
-
-def test_bundle_whose_graph_does_not_match_its_config(tmp_path):
-    from stream_dc.bundle import sha256_of
-
-    target = copy_bundle(tmp_path)
-    config = json.loads((target / "config.json").read_text())
-    (target / "model.onnx").write_bytes(b"garbage, not an ONNX graph")
-    config["model_sha256"] = sha256_of(b"garbage, not an ONNX graph")
-    (target / "config.json").write_text(json.dumps(config))
-    with pytest.raises(BundleError, match="cannot be loaded"):
-        EmbeddingModel(load_bundle(target), "cpu")
-
-
-def test_kmeans_and_labels():
-    rng = np.random.default_rng(0)
-    a = rng.normal([1, 0, 0], 0.05, (200, 3))
-    b = rng.normal([0, 1, 0], 0.05, (300, 3))
-    centroids = kmeans(np.concatenate([a, b]).astype(np.float32), 2, seed=1)
-    labels = voice_clusters(centroids, np.array([1, 0, 0.0]), np.array([0, 1, 0.0]))
-    assert sorted(labels.tolist()) == [False, True]
-    assert np.allclose(centroids[labels][0], [1, 0, 0], atol=0.02)
-    # two clusters both near the accompaniment reference are both accompaniment
-    c = rng.normal([0, 1, 0.3], 0.05, (100, 3))
-    centroids = kmeans(np.concatenate([b, c]).astype(np.float32), 2, seed=1)
-    assert not voice_clusters(centroids, np.array([1, 0, 0.0]), np.array([0, 1, 0.0])).any()
-
-
-def test_voice_labelling_thresholds_decide_the_weak_cluster():
-    """The weak rule names the more voice-like cluster voice above ``weak_voice`` only; the clear rule names any
-    cluster voice above ``clear_voice``."""
-    voice_ref, accompaniment_ref = np.array([1, 0, 0.0]), np.array([0, 1, 0.0])
-    weak = np.array([[0.45, 0.55, 0.7], [0.0, 1.0, 0.0]], np.float32)  # score about -0.1 and -1
-    assert voice_clusters(weak, voice_ref, accompaniment_ref).tolist() == [True, False]
-    assert voice_clusters(weak, voice_ref, accompaniment_ref, 0.0, 0.0).tolist() == [False, False]
-    both = np.array([[1.0, 0.2, 0.0], [0.8, 0.5, 0.0]], np.float32)  # both nearer the voice reference
-    assert voice_clusters(both, voice_ref, accompaniment_ref).tolist() == [True, True]
-    assert voice_clusters(both, voice_ref, accompaniment_ref, 0.5, -0.3).tolist() == [True, False]
-
-
-def test_soft_masks_sum_with_their_complement_to_one():
-    from stream_dc.masks import cluster_voice_mask
-
-    rng = np.random.default_rng(5)
-    embeddings = rng.standard_normal((30, 150, 3)).astype(np.float32)
-    embeddings /= np.linalg.norm(embeddings, axis=-1, keepdims=True)
-    centroids = np.array([[1, 0, 0], [0, 1, 0]], np.float32)
-    flags = np.array([True, False])
-    for softness in (0.0, 2.0, 8.0):
-        voice_mask = cluster_voice_mask(embeddings, centroids, flags, softness)
-        accompaniment_mask = cluster_voice_mask(embeddings, centroids, ~flags, softness)
-        np.testing.assert_allclose(voice_mask + accompaniment_mask, 1.0, atol=1e-6)
-    binary, soft = cluster_voice_mask(embeddings, centroids, flags), cluster_voice_mask(embeddings, centroids, flags, 2)
-    assert set(np.unique(binary)) == {0.0, 1.0}
-    assert 0 < soft.min() and soft.max() < 1 and np.all((soft > 0.5) == (binary > 0.5))
-    sharper = cluster_voice_mask(embeddings, centroids, flags, 50.0)
-    assert np.mean(np.abs(sharper - binary)) < np.mean(np.abs(soft - binary))
-
-
 def test_bundle_thresholds_and_softness_reach_the_separator(tmp_path):
     """A bundle's voice thresholds and mask softness are what the separator uses."""
     source = load_bundle().directory
@@ -250,20 +144,6 @@ def test_bundle_thresholds_and_softness_reach_the_separator(tmp_path):
     assert np.sum(results["default"] ** 2) > 0.05 * np.sum(mix ** 2)
     assert not np.any(results["never"])
     assert not np.allclose(results["soft"], results["default"], atol=1e-3)
-
-
-def test_online_centroids_ignore_silence_and_follow_data():
-    tracker = OnlineCentroids(np.array([1, 0, 0], np.float32), np.array([0, 1, 0], np.float32))
-    tracker.update(np.zeros((3, 3), np.float32))  # too few active bins: nothing changes
-    assert not tracker.fitted and np.all(np.isfinite(tracker.centroids))
-    rng = np.random.default_rng(1)
-    points = np.concatenate([rng.normal([0.9, 0.1, 0], 0.02, (100, 3)), rng.normal([0.1, 0.9, 0], 0.02, (100, 3))])
-    tracker.update(points.astype(np.float32))
-    assert tracker.fitted and tracker.voice_labels().tolist() == [True, False]
-    for _ in range(20):  # the voice drifts; its centroid follows and keeps its label
-        points[:100, 2] += 0.02
-        tracker.update(points.astype(np.float32))
-    assert tracker.centroids[0, 2] > 0.3 and tracker.voice_labels().tolist() == [True, False]
 
 
 def test_runtime_runs_without_torch(tmp_path):
@@ -292,48 +172,6 @@ def test_runtime_runs_without_torch(tmp_path):
                           "from stream_dc.apps.cli import main; sys.exit(main(['export', 'x.pt', '-o', 'y']))"],
                          capture_output=True, text=True)
     assert cli.returncode == 1 and "pip install 'stream-dc[train]'" in cli.stderr
-
-
-def test_mask_projector_interpolates_between_band_centres():
-    from stream_dc.features import FeatureConfig, band_centres
-    from stream_dc.masks import MaskProjector
-
-    features = FeatureConfig()
-    projector = MaskProjector(features, 44100, 1440, 360)
-    centres = band_centres(features)
-    masks = np.zeros((2, features.n_mels), np.float32)
-    masks[0, 40] = 1.0  # one band on
-    masks[1] = np.linspace(0, 1, features.n_mels)  # a ramp over the bands
-    projected = projector.project(masks)
-    freqs = np.arange(1440 // 2 + 1) * 44100 / 1440
-    assert projected.shape == (2, 721)
-    expected = np.interp(freqs, centres, masks[0])
-    np.testing.assert_allclose(projected[0], expected, atol=1e-6)
-    above = freqs > centres[-1]
-    np.testing.assert_allclose(projected[1, above], 1.0, atol=1e-6)  # the top band's mask holds to 22 kHz
-    assert np.all(np.diff(projected[1]) >= -1e-6)
-    # native frames centred every 360/44100 s read the 8 ms analysis grid at the same instants
-    positions = projector.analysis_positions(0, 5)
-    np.testing.assert_allclose(positions, np.arange(5) * 360 / 44100 * 125, atol=1e-9)
-
-
-def test_inverse_mel_recovers_a_magnitude_that_the_filterbank_maps_back():
-    from stream_dc.features import FeatureConfig, mel_filterbank
-    from stream_dc.masks import InverseMel
-
-    features = FeatureConfig()
-    inverse = InverseMel(features, iterations=200)
-    filterbank = mel_filterbank(features)
-    magnitude = np.abs(np.random.default_rng(3).standard_normal((4, 257))).astype(np.float32) + 0.1
-    mel = magnitude @ filterbank.T
-    estimate = inverse.magnitude(mel)
-    assert estimate.shape == magnitude.shape and np.all(estimate >= 0)
-    np.testing.assert_allclose(estimate @ filterbank.T, mel, rtol=0.05)  # consistent with the mel spectrum
-    # a zero mask removes everything, a unit mask keeps the mixture's phase
-    spectra = (magnitude * np.exp(1j * np.random.default_rng(4).uniform(0, 6.3, magnitude.shape)))[:, :, None]
-    assert not np.any(inverse.apply(spectra.astype(np.complex64), np.zeros((4, features.n_mels), np.float32)))
-    kept = inverse.apply(spectra.astype(np.complex64), np.ones((4, features.n_mels), np.float32))
-    np.testing.assert_allclose(np.angle(kept[:, 2:-2]), np.angle(spectra[:, 2:-2]), atol=1e-4)
 
 
 def test_golden_masks_of_the_shipped_model():

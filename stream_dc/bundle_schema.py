@@ -20,7 +20,7 @@ class SchemaError(ValueError):
 def _number(values: dict, path: str, low: float, high: float, integer: bool = False, above: bool = False):
     name = path.rsplit(".", 1)[-1]
     if name not in values:
-        raise SchemaError(f"{path} is missing")
+        raise SchemaError(f"{path} is missing (the file is incomplete)")
     value = values[name]
     kinds = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds):
@@ -33,7 +33,10 @@ def _number(values: dict, path: str, low: float, high: float, integer: bool = Fa
 
 def _numbers(values: dict, path: str, length: int | None = None, low: float = -1e30, high: float = 1e30,
              above: bool = False) -> list:
-    return _number_list(values.get(path.rsplit(".", 1)[-1]), path, length, low, high, above)
+    name = path.rsplit(".", 1)[-1]
+    if name not in values:
+        raise SchemaError(f"{path} is missing (the file is incomplete)")
+    return _number_list(values[name], path, length, low, high, above)
 
 
 def _number_list(items, path: str, length: int | None = None, low: float = -1e30, high: float = 1e30,
@@ -56,6 +59,8 @@ def _object(values: dict, path: str, required: bool = True) -> dict | None:
     value = values.get(name)
     if value is None and not required:
         return None
+    if name not in values:
+        raise SchemaError(f"{path} is missing (the file is incomplete)")
     if not isinstance(value, dict):
         raise SchemaError(f"{path} must be an object, not {_show(value)}")
     return value
@@ -66,6 +71,8 @@ def _text(values: dict, path: str, required: bool = True) -> None:
     value = values.get(name)
     if value is None and not required:
         return
+    if name not in values:
+        raise SchemaError(f"{path} is missing (the file is incomplete)")
     if not isinstance(value, str):
         raise SchemaError(f"{path} must be text, not {_show(value)}")
 

@@ -89,3 +89,47 @@ def test_live_output_matches_the_stream_processor(jack_server, bundle):
     snr = 10 * np.log10(np.sum(recorded ** 2) / max(errors[delay], 1e-30))
     assert buffer <= delay <= buffer + 2 * PERIOD, delay
     assert snr > 60, f"live output differs from the processor's own: {snr:.1f} dB at delay {delay}"
+
+
+def test_live_ends_at_once_with_one_line_when_its_jack_server_dies(tmp_path):
+    """A server of its own, killed under a running ``stream-dc live``: the command notices within a second or so,
+    says so in one line and exits 1 (it used to run on silently, then ignore Ctrl-C or abort in PortAudio)."""
+    import shutil
+
+    if shutil.which("jackd") is None:
+        pytest.skip("jackd is not installed (apt-get install jackd2)")
+    jack = pytest.importorskip("jack")
+    name = f"dying{os.getpid()}"
+    server = subprocess.Popen(["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", str(RATE), "-p",
+                               str(PERIOD)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    live = None
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                jack.Client("probe", servername=name, no_start_server=True).close()
+                break
+            except jack.JackOpenError:
+                assert time.monotonic() < deadline, "jackd did not start"
+                time.sleep(0.2)
+        env = dict(os.environ, JACK_DEFAULT_SERVER=name, PYTHONUNBUFFERED="1")
+        live = subprocess.Popen([sys.executable, "-m", "stream_dc", "live", "--latency", "live", "--device", "cpu",
+                                 "--input", "system", "--output", "system"], env=env, stderr=subprocess.PIPE, text=True)
+        assert "Ctrl-C stops" in live.stderr.readline()  # running
+        time.sleep(2.0)
+        server.kill()
+        killed = time.monotonic()
+        _, stderr = live.communicate(timeout=30)
+        took = time.monotonic() - killed
+    finally:
+        if live is not None and live.poll() is None:
+            live.kill()
+        if server.poll() is None:
+            server.kill()
+        server.wait(10)
+    assert live.returncode == 1, stderr
+    errors = [line for line in stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and "stream-dc live: error:" in errors[0], stderr
+    assert "Assertion" not in stderr and "Traceback" not in stderr
+    assert took < 3.0, f"live noticed the server's death after {took:.1f} s"

@@ -221,3 +221,19 @@ def test_vocal_gain_mixes_the_guide_vocal_back(bundle):
 def test_threads_reach_onnxruntime(bundle, latency):
     processor = StreamProcessor(bundle, 44100, 2, latency=latency, threads=1)
     assert processor.model.session.get_session_options().intra_op_num_threads == 1
+
+
+@pytest.mark.parametrize("preset", ["live", "low"])
+@pytest.mark.parametrize("rate", [16000, 48000])
+def test_the_latency_is_exact_with_one_sample_blocks(bundle, constant_model, preset, rate):
+    """One-sample blocks for a quarter of a second from the moment the first separated sample is due: a latency one
+    sample short makes the processor owe, at some block there, a sample it has not computed (at these rates and
+    presets it did, 640 to 11136 samples in), and one too long delays the impulse."""
+    processor = StreamProcessor(bundle, rate, 1, latency=preset, keep="vocals", model=constant_model(bundle),
+                                mask_softness=0, refine=False)
+    latency = processor.latency_samples
+    audio = np.zeros((latency + rate // 2, 1), np.float32)
+    audio[0, 0] = 1.0
+    sizes = [latency - 10] + [1] * (rate // 4) + [len(audio)]
+    out = run_blocks(processor, audio, sizes)
+    assert np.argmax(np.abs(out[:, 0])) == latency

@@ -7,13 +7,14 @@ on JACK every program's output port can be connected to stream-dc's input ports.
 """
 from __future__ import annotations
 
+import atexit
 import re
 import sys
 import threading
 
 from ..inference import DeviceError
 
-CLOSE_SECONDS = 2.0  # waited for PortAudio to close a stream whose device has gone
+CLOSE_SECONDS = 0.5  # waited for PortAudio to close a stream whose device has gone
 LOOPBACK_NAMES = re.compile(r"monitor|loopback|stereo mix|what u hear|blackhole|soundflower|wave out", re.I)
 
 
@@ -96,3 +97,12 @@ def _abort_and_close(stream) -> None:
         stream.close()
     except Exception:  # the device is gone: there is nothing left to close
         pass
+
+
+def abandon_portaudio(sd) -> None:
+    """Leave PortAudio as it is when the process exits: after its device (or JACK server) has gone, sounddevice's
+    exit handler, which stops and closes the last stream and terminates PortAudio, can hang or abort on a failed
+    assertion, after the command has already said what happened."""
+    handler = getattr(sd, "_exit_handler", None)
+    if handler is not None:
+        atexit.unregister(handler)

@@ -24,7 +24,7 @@ from ..bundle import BundleError
 from ..inference import DeviceError
 from ..options import SeparationOptions
 from ..stream import StreamProcessor
-from .devices import close_stream, find_device, sounddevice
+from .devices import abandon_portaudio, close_stream, find_device, sounddevice
 from .report import Reporter
 from .signals import exit_status
 
@@ -214,6 +214,7 @@ class LiveSession:
         if not closed:
             failure = failure or "the audio device did not close"
         if failure:
+            abandon_portaudio(sounddevice())
             return self.report.error(failure)
         return status
 

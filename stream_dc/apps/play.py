@@ -11,7 +11,7 @@ from ..bundle import BundleError
 from ..inference import DeviceError
 from ..options import SeparationOptions
 from ..readers import audio_files, quoted
-from .devices import close_stream, find_device, sounddevice
+from .devices import abandon_portaudio, close_stream, find_device, sounddevice
 from .player import MIXER_AHEAD_SECONDS, Player
 from .report import Reporter
 from .signals import exit_status
@@ -93,7 +93,8 @@ class PlaySession:
             player.stop()
             if remote is not None:
                 remote.stop()
-            close_stream(stream)
+            if not close_stream(stream):
+                failure = failure or "the audio device did not close"
             player.join(2.0)
         self.report.end_status()
         state = player.state
@@ -101,6 +102,7 @@ class PlaySession:
                          f"{state.position / state.sample_rate:.1f} s: real-time factor "
                          f"{state.real_time_factor:.3f}, underruns {state.underruns}")
         if failure:
+            abandon_portaudio(sounddevice())
             return self.report.error(failure)
         return status
 

@@ -53,6 +53,7 @@ class BundleConfig:
     voice_activity: VoiceActivity | None = None  # frame voice-activity gate on the voice masks (activity.py)
     mask_refiner: MaskRefiner | None = None  # per-bin correction of the masks at synthesis (refine.py)
     chunked_model_sha256: str | None = None  # set when the bundle holds model_chunked.onnx
+    mask_head_use: str = "off"  # how a Chimera network's mask head joins the cluster masks (masks.HEAD_USES)
     input_name: str = "features"
     output_name: str = "embeddings"
     format_version: int = BUNDLE_FORMAT
@@ -75,6 +76,7 @@ class BundleConfig:
             "voice_thresholds": [float(v) for v in self.voice_thresholds],
             "mask_softness": float(self.mask_softness),
             **({"chunked_model_sha256": self.chunked_model_sha256} if self.chunked_model_sha256 else {}),
+            **({"mask_head_use": self.mask_head_use} if self.mask_head_use != "off" else {}),
             **({"voice_activity": self.voice_activity.to_dict()} if self.voice_activity is not None else {}),
             **({"mask_refiner": self.mask_refiner.to_dict()} if self.mask_refiner is not None else {}),
         }
@@ -102,6 +104,7 @@ class BundleConfig:
                 voice_thresholds=tuple(float(v) for v in values.get("voice_thresholds", (CLEAR_VOICE, WEAK_VOICE))),
                 mask_softness=float(values.get("mask_softness", 0.0)),
                 chunked_model_sha256=values.get("chunked_model_sha256"),
+                mask_head_use=str(values.get("mask_head_use", "off")),
                 voice_activity=(VoiceActivity.from_dict(values["voice_activity"])
                                 if values.get("voice_activity") is not None else None),
                 mask_refiner=(MaskRefiner.from_dict(values["mask_refiner"])

@@ -128,6 +128,10 @@ def check_config(values: dict) -> None:
         _numbers(values, "voice_thresholds", 2, low=-10, high=10)  # scores lie in [-2, 2]: beyond, never or always
     if "mask_softness" in values:
         _number(values, "mask_softness", 0, 1e6)
+    if values.get("mask_head_use", "off") not in ("off", "average", "mask"):
+        raise SchemaError(f"mask_head_use is {_show(values['mask_head_use'])}: it must be off, average or mask")
+    if values.get("mask_head_use", "off") != "off" and not (values.get("architecture") or {}).get("mask_head"):
+        raise SchemaError("mask_head_use names a mask head that the network's architecture does not have")
     _check_gate(values)
     _check_refiner(values)
 

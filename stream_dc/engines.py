@@ -41,8 +41,10 @@ class _Engine:
     """What both engines share: the buffered features, the mask track, the online centroids."""
 
     def __init__(self, preset: LatencyPreset, config: BundleConfig, log_mel: LogMel, model, centroids: OnlineCentroids,
-                 mask_softness: float, voice_activity: VoiceActivity | None = None, sample_rate: int | None = None):
+                 mask_softness: float, voice_activity: VoiceActivity | None = None, sample_rate: int | None = None,
+                 head_use: str = "off"):
         self.preset, self.config, self.log_mel, self.model = preset, config, log_mel, model
+        self.head_use = head_use
         self.centroids, self.mask_softness, self.voice_activity = centroids, mask_softness, voice_activity
         self.sample_rate = sample_rate or config.features.sample_rate  # of the input the frames come from
         self.track = MelMaskTrack(self.config.features.n_mels)
@@ -88,11 +90,13 @@ class _Engine:
         self.features = self.features[drop:]
         self.features_start += drop
 
-    def _masks(self, embeddings: np.ndarray, normalised_log_mel: np.ndarray) -> np.ndarray:
-        """Voice masks ``(frames, n_mels)`` of ``(frames, n_mels, dim)`` embeddings, gated by the frames' voice
-        activity (from the same frames' normalised log-mel) when the bundle has a gate."""
+    def _masks(self, embeddings: np.ndarray, normalised_log_mel: np.ndarray, head: np.ndarray | None) -> np.ndarray:
+        """Voice masks ``(frames, n_mels)`` of ``(frames, n_mels, dim)`` embeddings (joined with the mask head's
+        ``head`` as ``head_use`` says), gated by the frames' voice activity (from the same frames' normalised
+        log-mel) when the bundle has a gate."""
         return gated_voice_mask(embeddings, normalised_log_mel, self.centroids.centroids,
-                                self.centroids.voice_labels(), self.mask_softness, self.voice_activity)
+                                self.centroids.voice_labels(), self.mask_softness, self.voice_activity, head,
+                                self.head_use)
 
     def _run(self, total_frames: int | None) -> None:
         raise NotImplementedError
@@ -130,7 +134,10 @@ class WindowEngine(_Engine):
             end = min(end, total_frames)
         log_mel = self._frames(first, end - first)
         normalised = self.log_mel.normalise(log_mel)
-        embeddings = self.model.embed(normalised[None])[0]  # (window, n_mels, dim)
+        if self.head_use == "off":
+            embeddings, head = self.model.embed(normalised[None])[0], None  # (window, n_mels, dim)
+        else:
+            embeddings, head = (output[0] for output in self.model.run(normalised[None]))
         self.runs += 1
         commit = k * preset.hop
         half = preset.crossfade // 2
@@ -152,7 +159,8 @@ class WindowEngine(_Engine):
             weights, lo = weights[first - lo:], first
         if hi > end:  # the last windows: no frames past the stream's last
             weights, hi = weights[:end - lo], end
-        masks = self._masks(embeddings[lo - first:hi - first], normalised[lo - first:hi - first])
+        masks = self._masks(embeddings[lo - first:hi - first], normalised[lo - first:hi - first],
+                            None if head is None else head[lo - first:hi - first])
         self.track.accumulate(lo, masks, weights)
 
 
@@ -182,12 +190,16 @@ class ChunkEngine(_Engine):
                 size, decided = min(size, total_frames - first), min(chunk, total_frames - first)
             log_mel = self._frames(first, size)
             normalised = self.log_mel.normalise(log_mel)
-            embeddings = self.model.embed(normalised, decided)  # (decided, n_mels, dim)
+            if self.head_use == "off":
+                embeddings, head = self.model.embed(normalised, decided), None  # (decided, n_mels, dim)
+            else:
+                embeddings, head = self.model.run(normalised, decided)
             self.runs += 1
             self.loudness.append(float(log_mel.max()))
             active = self.log_mel.active_bins(log_mel[:decided], reference_log_mel=max(self.loudness))
             self.centroids.update(embeddings[active])
-            self.track.accumulate(first, self._masks(embeddings, normalised[:decided]), np.ones(decided, np.float32))
+            self.track.accumulate(first, self._masks(embeddings, normalised[:decided], head),
+                                  np.ones(decided, np.float32))
             self.track.finalise(first + decided)
             self.next_run += 1
             self._discard_before(first + chunk)
@@ -195,7 +207,7 @@ class ChunkEngine(_Engine):
 
 def make_engine(preset: LatencyPreset, config: BundleConfig, log_mel: LogMel, model, forgetting: float,
                 mask_softness: float, voice_activity: VoiceActivity | None = None,
-                sample_rate: int | None = None) -> _Engine:
+                sample_rate: int | None = None, head_use: str = "off") -> _Engine:
     """The engine for ``preset`` with its online centroids, for frames of an input at ``sample_rate`` (its latency
     is given in that input's samples). ``forgetting`` is per 100 frames (the balanced hop): the window engine
     applies it per window, the chunked engine per chunk scaled to the chunk's length."""
@@ -203,7 +215,9 @@ def make_engine(preset: LatencyPreset, config: BundleConfig, log_mel: LogMel, mo
         centroids = OnlineCentroids(config.voice_centroid, config.accompaniment_centroid,
                                     forgetting ** (preset.hop / 100), min_points=CHUNKED_FIT_POINTS,
                                     thresholds=config.voice_thresholds, min_update=16)
-        return ChunkEngine(preset, config, log_mel, model, centroids, mask_softness, voice_activity, sample_rate)
+        return ChunkEngine(preset, config, log_mel, model, centroids, mask_softness, voice_activity, sample_rate,
+                           head_use)
     centroids = OnlineCentroids(config.voice_centroid, config.accompaniment_centroid, forgetting,
                                 thresholds=config.voice_thresholds)
-    return WindowEngine(preset, config, log_mel, model, centroids, mask_softness, voice_activity, sample_rate)
+    return WindowEngine(preset, config, log_mel, model, centroids, mask_softness, voice_activity, sample_rate,
+                        head_use)

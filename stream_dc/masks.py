@@ -41,12 +41,21 @@ def cluster_voice_mask(embeddings: np.ndarray, centroids: np.ndarray, voice_flag
     return voice.reshape(frames, bands).astype(np.float32)
 
 
+HEAD_USES = ("off", "average", "mask")  # how a Chimera network's mask head joins the cluster masks
+
+
 def gated_voice_mask(embeddings: np.ndarray, normalised_log_mel: np.ndarray, centroids: np.ndarray,
-                     voice_flags: np.ndarray, softness: float, voice_activity: VoiceActivity | None) -> np.ndarray:
-    """``cluster_voice_mask`` of ``(frames, n_mels, dim)`` embeddings, each frame's row scaled by its voice
-    activity (read from the same frames' ``(frames, n_mels)`` normalised log-mel) when there is a gate ->
-    ``(frames, n_mels)`` float32."""
+                     voice_flags: np.ndarray, softness: float, voice_activity: VoiceActivity | None,
+                     head_mask: np.ndarray | None = None, head_use: str = "off") -> np.ndarray:
+    """``cluster_voice_mask`` of ``(frames, n_mels, dim)`` embeddings, joined with the network's own voice mask
+    ``head_mask`` ``(frames, n_mels)`` as ``head_use`` says (``average``: their mean; ``mask``: the head's alone;
+    ``off``: the clusters' alone), each frame's row scaled by its voice activity (read from the same frames'
+    ``(frames, n_mels)`` normalised log-mel) when there is a gate -> ``(frames, n_mels)`` float32."""
     masks = cluster_voice_mask(embeddings, centroids, voice_flags, softness)
+    if head_use == "average":
+        masks = 0.5 * (masks + head_mask)
+    elif head_use == "mask":
+        masks = np.array(head_mask, np.float32)
     if voice_activity is not None:
         masks *= voice_activity.gate(embeddings, normalised_log_mel)[:, None]
     return masks

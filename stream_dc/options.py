@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .activity import VoiceActivity
 from .bundle import Bundle, load_bundle
+from .masks import HEAD_USES
 from .presets import KEEP, LatencyPreset, get_preset
 from .refine import MaskRefiner
 from .stft import HOP_MS, OFFLINE_WINDOW_HOPS
@@ -30,7 +31,8 @@ class SeparationOptions:
 
     - ``model``: bundle folder (None: the shipped model); ``device`` auto, cpu or cuda; ``threads`` onnxruntime's
       CPU threads (None: ``STREAM_DC_THREADS``, else one per core).
-    - ``mask_softness`` (None: the bundle's), ``voice_gate``, ``refine``: how clusters become masks.
+    - ``mask_softness`` (None: the bundle's), ``voice_gate``, ``refine``: how clusters become masks; ``mask_head``
+      (None: the bundle's setting) how a Chimera network's second head joins them (``masks.HEAD_USES``).
     - Offline only: ``reconstruction``, ``wiener``, ``channel_masks``, ``synthesis_window_ms``.
     - ``mode``: what ``Separator`` runs, offline or the streaming processor with ``latency``.
     - Streaming output: ``keep`` (which stem), ``vocal_gain_db`` (the other stem mixed back in, None: not at all),
@@ -43,6 +45,7 @@ class SeparationOptions:
     mask_softness: float | None = None
     voice_gate: bool = True
     refine: bool = True
+    mask_head: str | None = None
     mode: str = "offline"
     reconstruction: str = "projection"
     wiener: bool = True
@@ -64,6 +67,8 @@ class SeparationOptions:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}: choose one of {', '.join(allowed)}")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise ValueError(f"threads {self.threads!r}: use 1 thread or more")
+        if self.mask_head is not None and self.mask_head not in HEAD_USES:
+            raise ValueError(f"unknown mask head use {self.mask_head!r}: choose one of {', '.join(HEAD_USES)}")
         if self.mask_softness is not None and not (math.isfinite(self.mask_softness) and self.mask_softness >= 0):
             raise ValueError(f"mask softness {self.mask_softness!r}: use a finite number >= 0")
         if self.synthesis_window_ms not in SYNTHESIS_WINDOWS_MS:
@@ -108,16 +113,20 @@ class SeparationOptions:
         """These options with the bundle's settings filled in (the bundle loaded from ``model`` when not given)."""
         bundle = bundle if bundle is not None else load_bundle(self.model)
         config = bundle.config
+        head_use = config.mask_head_use if self.mask_head is None else self.mask_head
+        if head_use != "off" and not config.architecture.get("mask_head"):
+            raise ValueError(f"--mask-head {head_use}: the model {bundle.directory} has no mask head")
         return ResolvedOptions(
             options=self, bundle=bundle, preset=self.preset,
             mask_softness=config.mask_softness if self.mask_softness is None else float(self.mask_softness),
             voice_activity=config.voice_activity if self.voice_gate else None,
-            refiner=config.mask_refiner if self.refine else None)
+            refiner=config.mask_refiner if self.refine else None, head_use=head_use)
 
 
 @dataclass(frozen=True)
 class ResolvedOptions:
-    """``SeparationOptions`` against one bundle: the softness to use, the gate and refiner to apply (None: off)."""
+    """``SeparationOptions`` against one bundle: the softness to use, the gate and refiner to apply (None: off), and
+    how the mask head joins the cluster masks."""
 
     options: SeparationOptions
     bundle: Bundle
@@ -125,6 +134,7 @@ class ResolvedOptions:
     mask_softness: float
     voice_activity: VoiceActivity | None
     refiner: MaskRefiner | None
+    head_use: str = "off"
 
     @property
     def other_gain(self) -> float:

@@ -80,6 +80,7 @@ class Separator:
         self.keep_analysis = keep_analysis
         self.mask_softness = self.resolved.mask_softness
         self.voice_activity, self.refiner = self.resolved.voice_activity, self.resolved.refiner
+        self.head_use = self.resolved.head_use
         self.wiener, self.channel_masks = options.wiener, options.channel_masks
         self.window_hops = options.window_hops
         self.analysis: Analysis | None = None  # the last offline run's, when keep_analysis is set
@@ -158,12 +159,17 @@ class Separator:
         """The normalised window ``(min(window_frames, frames - start), n_mels)`` from frame ``start``."""
         return self.log_mel.normalise(log_mel[start:start + self.bundle.config.window_frames])
 
-    def embed(self, windows: list[np.ndarray]) -> list[np.ndarray]:
+    def embed(self, windows: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray | None]]:
         """Embeddings ``(frames, n_mels, dim)`` of each window ``(frames, n_mels)`` (all of one length), run in
-        batches."""
+        batches, each with the mask head's voice mask ``(frames, n_mels)`` when it is used (else None)."""
         out = []
         for i in range(0, len(windows), self.batch_size):
-            out.extend(self.model.embed(np.stack(windows[i:i + self.batch_size])))
+            batch = np.stack(windows[i:i + self.batch_size])
+            if self.head_use == "off":
+                out.extend((embeddings, None) for embeddings in self.model.embed(batch))
+            else:
+                embeddings, masks = self.model.run(batch)
+                out.extend(zip(embeddings, masks))
         return out
 
     def voice_masks(self, log_mel: np.ndarray) -> np.ndarray:
@@ -180,7 +186,8 @@ class Separator:
         candidates = [i for i, (_, first, end) in enumerate(spans) if active[first:end].any()]
         fit_index = evenly_spread(candidates, self.fit_windows)
         cached = self._embed_windows(log_mel, spans, fit_index)
-        points = np.concatenate([embeddings[active[spans[i][1]:spans[i][2]]] for i, (embeddings, _) in cached.items()])
+        points = np.concatenate([embeddings[active[spans[i][1]:spans[i][2]]]
+                                 for i, (embeddings, _, _) in cached.items()])
         rng = np.random.default_rng(self.seed)
         if len(points) > self.fit_points:
             points = points[rng.choice(len(points), self.fit_points, replace=False)]
@@ -198,21 +205,22 @@ class Separator:
         return masks
 
     def _embed_windows(self, log_mel: np.ndarray, spans: list, indices: list[int]) -> dict:
-        """Window index -> the embeddings ``(decided, n_mels, dim)`` and normalised log-mel ``(decided, n_mels)`` of
-        the frames it decides, for the windows ``indices`` of ``spans``."""
+        """Window index -> the embeddings ``(decided, n_mels, dim)``, normalised log-mel ``(decided, n_mels)`` and
+        head mask ``(decided, n_mels)`` (or None) of the frames it decides, for the windows ``indices`` of
+        ``spans``."""
         windows = [self.window(log_mel, spans[i][0]) for i in indices]
         decided = [slice(spans[i][1] - spans[i][0], spans[i][2] - spans[i][0]) for i in indices]
-        return {i: (embeddings[d], window[d]) for i, embeddings, window, d in
-                zip(indices, self.embed(windows), windows, decided)}
+        return {i: (embeddings[d], window[d], None if head is None else head[d]) for i, (embeddings, head), window, d
+                in zip(indices, self.embed(windows), windows, decided)}
 
     def _assign(self, cached: dict, spans: list, masks: np.ndarray, centroids, voice_flags) -> None:
         """Masks of the frames the windows in ``cached`` decide (see ``_embed_windows``), gated by the frames' voice
         activity."""
         for i in list(cached):
             _, first, end = spans[i]
-            embeddings, normalised = cached.pop(i)
+            embeddings, normalised, head = cached.pop(i)
             masks[first:end] = gated_voice_mask(embeddings, normalised, centroids, voice_flags, self.mask_softness,
-                                                self.voice_activity)
+                                                self.voice_activity, head, self.head_use)
 
     # -- streaming mode ---------------------------------------------------------------------------------------
     def _separate_streaming(self, source: AudioSource, write) -> None:

@@ -58,7 +58,7 @@ class StreamProcessor:
         self.log_mel = LogMel(config.features, config.feature_mean, config.feature_std)
         self.frontend = AnalysisFrontEnd(self.log_mel, self.sample_rate)
         self.engine = make_engine(self.preset, config, self.log_mel, self.model, forgetting, self.mask_softness,
-                                  self.resolved.voice_activity, self.sample_rate)
+                                  self.resolved.voice_activity, self.sample_rate, self.resolved.head_use)
         self.synthesis = ProjectionSynthesis(config.features, self.sample_rate, self.channels, self.engine.track,
                                              self.resolved.refiner)
         mask_path = self.frontend.latency_samples + self.engine.latency_samples

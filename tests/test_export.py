@@ -248,3 +248,35 @@ def test_export_and_train_report_bad_arguments(tmp_path):
     result = run(["train", "--data", str(tmp_path / "nowhere"), "--validation", "x", "--out", str(tmp_path / "r")],
                  text=True)
     assert result.returncode == 1 and "dataset folder not found" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def chimera_bundle(tmp_path_factory):
+    """A tiny two-headed network exported to a float32 bundle (both graphs)."""
+    folder = tmp_path_factory.mktemp("chimera")
+    torch.manual_seed(6)
+    model = DeepClusteringNet(ModelConfig(n_mels=150, hidden=16, layers=2, embedding_dim=20, mask_head=True))
+    model.train()
+    for _ in range(3):
+        model(torch.randn(4, 50, 150) * 1.5 + 0.3)
+    save_checkpoint(folder / "best.pt", model.eval())
+    export_checkpoint(folder / "best.pt", folder / "bundle", "float32")
+    return folder / "bundle"
+
+
+@pytest.mark.parametrize("mode,latency", [("offline", "balanced"), ("stream", "balanced"), ("stream", "live")])
+def test_the_mask_head_joins_the_cluster_masks_as_asked(chimera_bundle, mode, latency):
+    """With a mask head, ``mask`` applies the head's own mask, ``average`` the mean of it and the cluster masks, and
+    ``off`` the cluster masks alone, offline and in both streaming engines; a bundle without a head refuses them."""
+    from stream_dc.separator import Separator
+
+    rng = np.random.default_rng(7)
+    audio = (0.1 * rng.standard_normal((16000 * 3, 1))).astype(np.float32)
+    common = dict(device="cpu", mode=mode, latency=latency, voice_gate=False, refine=False, wiener=False,
+                  channel_masks=False)
+    vocals = {use: Separator(chimera_bundle, mask_head=use, **common).separate(audio, 16000)[0]
+              for use in ("off", "average", "mask")}
+    np.testing.assert_allclose(vocals["average"], 0.5 * (vocals["off"] + vocals["mask"]), atol=1e-5)
+    assert np.max(np.abs(vocals["mask"] - vocals["off"])) > 1e-3  # the head gives masks of its own
+    with pytest.raises(ValueError, match="has no mask head"):
+        Separator(None, mask_head="average", device="cpu")

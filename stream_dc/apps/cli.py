@@ -70,6 +70,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-mask-refiner", dest="refine", action="store_false",
                         help="apply the clustering's masks as they are, without the model's per-bin mask refiner "
                              "(models that carry one use it by default)")
+    parser.add_argument("--mask-head", choices=("off", "average", "mask"),
+                        help="for a model with a mask-inference head: off (the cluster masks), average (their mean "
+                             "with the head's mask) or mask (the head's alone) (default: the model's setting)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="onnxruntime device: auto uses CUDA when onnxruntime-gpu is installed")
     parser.add_argument("--threads", type=whole_number(1, 256), metavar="N",

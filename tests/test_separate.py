@@ -131,3 +131,69 @@ def test_stream_only_latency_is_reported_in_offline_mode(tmp_path):
     warnings = [line for line in result.stderr.splitlines() if "--latency applies to stream mode only" in line]
     assert len(warnings) == 1 and "warning" in warnings[0]
     assert (tmp_path / "out" / "song" / "vocals.wav").exists()
+
+
+def test_m4a_through_ffmpeg_and_folders_of_songs(tmp_path):
+    """What libsndfile cannot read (m4a/AAC) is decoded by ffmpeg; a folder stands for the audio files below it,
+    in name order, other files ignored."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    import subprocess
+
+    songs = tmp_path / "songs"
+    (songs / "disc 2").mkdir(parents=True)
+    sf.write(tmp_path / "source.wav", audio(2.0, 44100, 2), 44100)
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(tmp_path / "source.wav"), "-c:a", "aac", "-b:a", "128k",
+                    str(songs / "b.m4a")], check=True)
+    sf.write(songs / "a.flac", audio(1.0, 22050, 1), 22050)
+    sf.write(songs / "disc 2" / "c.wav", audio(0.5, 16000, 2), 16000)
+    (songs / "cover.jpg").write_bytes(b"\xff\xd8 not audio")
+    result = run(["separate", str(songs), "-o", str(tmp_path / "out"), "--device", "cpu"], text=True)
+    assert result.returncode == 0, result.stderr
+    order = [line.split(" -> ")[0].rsplit("/", 1)[-1] for line in result.stderr.splitlines() if " -> " in line]
+    assert order == ["a.flac", "b.m4a", "c.wav"]
+    vocals, rate = sf.read(tmp_path / "out" / "b" / "vocals.wav")
+    assert rate == 44100 and vocals.shape[1] == 2 and abs(len(vocals) - 88200) < 0.05 * 88200
+    assert sf.info(tmp_path / "out" / "b" / "vocals.wav").subtype == "FLOAT"  # compressed input: float stems
+
+
+@pytest.mark.parametrize("file_format,bits,subtype", [("flac", "16", "PCM_16"), ("flac", None, "PCM_24"),
+                                                      ("wav", "24", "PCM_24"), ("mp3", None, "MPEG_LAYER_III")])
+def test_stem_formats_and_bit_depths(tmp_path, file_format, bits, subtype):
+    sf.write(tmp_path / "song.wav", audio(1.5, 44100, 2), 44100, subtype="FLOAT")
+    extra = ["--bits", bits] if bits else []
+    result = run(["separate", str(tmp_path / "song.wav"), "-o", str(tmp_path / "out"), "--device", "cpu", "-q",
+                  "--format", file_format] + extra, text=True)
+    assert result.returncode == 0, result.stderr
+    info = sf.info(tmp_path / "out" / "song" / f"vocals.{file_format}")
+    assert info.subtype == subtype and info.samplerate == 44100 and info.channels == 2
+    if file_format != "mp3":
+        assert info.frames == int(1.5 * 44100)
+    assert sorted(p.name for p in (tmp_path / "out" / "song").iterdir()) == [f"accompaniment.{file_format}",
+                                                                            f"vocals.{file_format}"]
+
+
+def test_a_bit_depth_a_format_cannot_hold_is_refused(tmp_path):
+    sf.write(tmp_path / "song.wav", audio(0.5, 16000, 1), 16000)
+    result = run(["separate", str(tmp_path / "song.wav"), "-o", str(tmp_path / "out"), "--format", "mp3", "--bits",
+                  "24"], text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "stream-dc separate: error: --bits 24 does not apply to mp3: choose none (the " \
+                                    "format is compressed)"
+
+
+def test_the_readmes_python_example_runs(tmp_path):
+    """The README's Python example, as it stands there, run in a fresh interpreter from the project's folder."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    code += "\nassert vocals.shape == audio.shape and len(np.concatenate(out)) == len(audio) + " \
+            "processor.latency_samples\n"
+    result = subprocess.run([sys.executable, "-c", "import numpy as np\n" + code], cwd=root, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr

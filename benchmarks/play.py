@@ -11,7 +11,7 @@ factor with a key change, a long play of a folder, and how soon a web control is
 - **web control**: the time from a guide-voice command sent to the web API to the first output sample it changes,
   measured on the JACK clock, the median of five commands.
 
-Needs jackd (jackd2), PortAudio and JACK-Client; the ``web`` extra (aiohttp). Writes ``results/play.txt``.
+Needs jackd (jackd2), PortAudio and JACK-Client. Writes ``results/play.txt``.
 """
 from __future__ import annotations
 

@@ -161,11 +161,14 @@ def load_checkpoint(checkpoint: Path) -> tuple[dict, DeepClusteringNet]:
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, weight_dtype: str = "float16",
                       tolerance: float = 1e-4, window_frames: int = 500, seed: int = 0,
                       quantized_min_cosine: float = 0.999, quantized_max_abs: float = 0.1,
-                      mask_softness: float = 0.0) -> dict:
-    """Export ``checkpoint`` to the bundle ``out_dir``; returns a summary dict. Raises ExportError."""
+                      mask_softness: float = 0.0, mask_head_use: str = "off") -> dict:
+    """Export ``checkpoint`` to the bundle ``out_dir``; returns a summary dict. Raises ExportError. ``mask_head_use``
+    is how the runtime joins a Chimera network's mask head to the cluster masks by default."""
     checkpoint = Path(checkpoint)
     state, trained = load_checkpoint(checkpoint)
     config = trained.config
+    if mask_head_use != "off" and not config.mask_head:
+        raise ExportError(f"--mask-head-use {mask_head_use}: {checkpoint} has no mask head")
     stored = round_to_storage(inference_weights(trained), weight_dtype)
     graph_dtype = "float32" if weight_dtype == "int8" else weight_dtype
     model_bytes = build_model(stored, config.n_mels, config.embedding_dim, graph_dtype,
@@ -192,6 +195,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, weight_dtype:
     measured = {"onnx_vs_torch_max_abs": onnx_error, "storage_vs_trained_max_abs": storage_error, **quantization,
                 "chunked": chunked}
     bundle_config = _bundle_config(state, trained, checkpoint, weight_dtype, window_frames, mask_softness, measured)
+    bundle_config.mask_head_use = mask_head_use
     write_bundle(out_dir, bundle_config, model_bytes, chunked_bytes)
     return {"bundle": str(out_dir), "bytes": len(model_bytes), "onnx_vs_torch": onnx_error,
             "storage_vs_trained": storage_error, **quantization, "chunked": chunked}
@@ -240,6 +244,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mask-softness", type=float, default=4.0, metavar="ALPHA",
                         help="the bundle's default masks: > 0 soft, softmax(-ALPHA x distance) (default 4, as the "
                              "shipped model: soft masks measure better than binary ones); 0 binary, as the paper")
+    parser.add_argument("--mask-head-use", choices=("off", "average", "mask"), default="off",
+                        help="a Chimera network's default: off (the cluster masks), average (their mean with the "
+                             "head's mask) or mask (the head's alone); --mask-head at run time overrides it")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -252,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(args) -> int:
     try:
         summary = export_checkpoint(args.checkpoint, args.out, args.weights, args.tolerance,
-                                    mask_softness=args.mask_softness)
+                                    mask_softness=args.mask_softness, mask_head_use=args.mask_head_use)
     except ExportError as error:
         print(f"stream-dc export: error: {error}", file=sys.stderr)
         return 1

@@ -1,6 +1,7 @@
 """stream-dc: real-time singing-voice separation by deep clustering (Luo, Chen & Ellis, MIREX 2016).
 
-The runtime needs numpy, onnxruntime and soundfile only; it never imports PyTorch.
+The runtime needs numpy, onnxruntime, soundfile, sounddevice and aiohttp (the player's web page); it never imports
+PyTorch.
 
     from stream_dc import Separator, StreamProcessor, SeparationOptions
     vocals, accompaniment = Separator().separate(audio, sample_rate)      # (samples, channels) arrays

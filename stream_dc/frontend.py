@@ -19,12 +19,14 @@ class AnalysisFrontEnd:
 
     def __init__(self, log_mel: LogMel, sample_rate: int):
         self.log_mel, self.sample_rate = log_mel, sample_rate
+        config = log_mel.config
+        self.resampler = Resampler(sample_rate, config.sample_rate, 1)
+        self.analyzer = FrameAnalyzer(StftGeometry(config.n_fft, config.hop_length), 1, start_frame=0)
         self.reset()
 
     def reset(self) -> None:
-        config = self.log_mel.config
-        self.resampler = Resampler(self.sample_rate, config.sample_rate, 1)
-        self.analyzer = FrameAnalyzer(StftGeometry(config.n_fft, config.hop_length), 1, start_frame=0)
+        self.resampler.reset()
+        self.analyzer.reset()
         self.total_frames: int | None = None
         self.frames_out = 0
         self.n_in = 0

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .stages import FixedDelay
+from .stages import Aligner, FixedDelay
 from .stft import FrameAnalyzer, OverlapAdd, StftGeometry
 
 WINDOW_HOPS = 8  # 64 ms windows of 8 ms hops
@@ -98,3 +98,31 @@ class KeyShift:
         self.output_phase = output_phase[-1]
         rotation = np.exp(1j * (output_phase % (2.0 * np.pi)).astype(np.float32))
         return (turned * rotation[:, :, None]).astype(np.complex64, copy=False)
+
+
+class AlignedKeyShift:
+    """A ``KeyShift`` whose output lines up with its input: its first ``latency_samples`` output samples are
+    dropped and ``flush()`` hands over the rest, so a whole stream comes out at its exact length (offline
+    separation, and each song or seek of the player)."""
+
+    def __init__(self, sample_rate: int, channels: int, semitones: float = 0.0):
+        self.shift = KeyShift(sample_rate, channels, semitones)
+        self.reset()
+
+    @property
+    def semitones(self) -> float:
+        return self.shift.semitones
+
+    @semitones.setter
+    def semitones(self, value: float) -> None:
+        self.shift.semitones = float(value)
+
+    def reset(self) -> None:
+        self.shift.reset()
+        self.aligner = Aligner(self.shift.latency_samples)
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        return self.aligner.trim(self.shift.process(block))
+
+    def flush(self) -> np.ndarray:
+        return self.aligner.trim(self.shift.flush())

@@ -35,8 +35,8 @@ class SeparationOptions:
       (None: the bundle's setting) how a Chimera network's second head joins them (``masks.HEAD_USES``).
     - Offline only: ``reconstruction``, ``wiener``, ``channel_masks``, ``synthesis_window_ms``.
     - ``mode``: what ``Separator`` runs, offline or the streaming processor with ``latency``.
-    - Streaming output: ``keep`` (which stem), ``vocal_gain_db`` (the other stem mixed back in, None: not at all),
-      ``key`` (semitones, both stems shifted alike; 0: no key stage).
+    - Streaming output: ``keep`` (which stem), ``vocal_gain_db`` (the other stem mixed back in, None: not at all).
+    - ``key``: semitones, both stems shifted alike, streaming and offline (0: no key stage).
     """
 
     model: str | Path | None = None

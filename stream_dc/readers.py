@@ -13,6 +13,7 @@ import os
 import shutil
 import stat
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -127,24 +128,25 @@ def _ffmpeg_source(path: Path, name: str, reason: str) -> tuple[AudioSource, str
         seek = ["-ss", f"{start / rate:.6f}"] if start else []
         command = [ffmpeg, "-v", "error", "-nostdin", *seek, "-i", str(path), "-map", "0:a:0", "-f", "f32le",
                    "-acodec", "pcm_f32le", "-ar", str(rate), "-ac", str(channels), "-"]
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        frame_bytes, read = 4 * channels, start
-        try:
-            while True:
-                data = process.stdout.read(FILE_BLOCK * frame_bytes)
-                if not data:
-                    break
-                usable = len(data) // frame_bytes * frame_bytes
-                block = np.frombuffer(data[:usable], "<f4").reshape(-1, channels).copy()
-                read += len(block)
-                yield _checked(block, name)
-        finally:
-            process.stdout.close()
-            if process.poll() is None:
-                process.kill()
-            errors = process.stderr.read().decode(errors="replace").strip().splitlines()
-            process.stderr.close()
-            status = process.wait()
+        # ffmpeg's complaints go to a file, not a pipe: a damaged file can log more than a pipe holds, and ffmpeg
+        # would then block on its stderr while this reads its stdout
+        with tempfile.TemporaryFile() as log:
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
+            frame_bytes, read, finished = 4 * channels, start, False
+            try:
+                while data := process.stdout.read(FILE_BLOCK * frame_bytes):
+                    usable = len(data) // frame_bytes * frame_bytes
+                    block = np.frombuffer(data[:usable], "<f4").reshape(-1, channels).copy()
+                    read += len(block)
+                    yield _checked(block, name)
+                finished = True
+            finally:
+                process.stdout.close()
+                if not finished:  # left early (an error, a seek): ffmpeg's work is not wanted any more
+                    process.kill()
+                status = process.wait()
+            log.seek(0)
+            errors = log.read().decode(errors="replace").strip().splitlines()
         if status != 0:
             raise InputError(f"{name}: cannot decode ({errors[-1] if errors else f'ffmpeg exit status {status}'})")
         _check_length(name, read, announced, rate)

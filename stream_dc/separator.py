@@ -25,12 +25,12 @@ from typing import Callable
 import numpy as np
 
 from .audio import AudioSource, InputError, check_block, check_source  # noqa: F401 (InputError: API)
-from .bundle import Bundle, load_bundle
+from .bundle import Bundle, BundleError, load_bundle
 from .cluster import evenly_spread, kmeans, nearest, voice_clusters
 from .features import LogMel
 from .frontend import AnalysisFrontEnd
 from .inference import EmbeddingModel
-from .keyshift import KeyShift
+from .keyshift import AlignedKeyShift
 from .masks import MelMaskTrack, gated_voice_mask
 from .options import SeparationOptions
 from .synthesis import make_synthesis
@@ -72,6 +72,7 @@ class Separator:
         self.resolved = options.resolve(bundle)
         self.options, self.bundle = options, self.resolved.bundle
         self.model = EmbeddingModel(self.bundle, options.device, options.threads)
+        _check_head(self.model, self.resolved.head_use, self.bundle)
         self.chunk_model = None  # ChunkedEmbeddingModel, for --mode stream with a chunked preset
         config = self.bundle.config
         self.log_mel = LogMel(config.features, config.feature_mean, config.feature_std)
@@ -224,7 +225,8 @@ class Separator:
 
     # -- streaming mode ---------------------------------------------------------------------------------------
     def _separate_streaming(self, source: AudioSource, write) -> None:
-        from .stream import Aligner, StreamProcessor
+        from .stages import Aligner
+        from .stream import StreamProcessor
 
         chunked = self.resolved.preset.chunked  # the chunked engine runs its own graph, loaded when needed
         processor = StreamProcessor(self.bundle, source.sample_rate, source.channels, self.options,
@@ -237,15 +239,18 @@ class Separator:
         write(*aligner.trim(*processor.flush_stems()))
 
 
+def _check_head(model, head_use: str, bundle: Bundle) -> None:
+    """Refuse (BundleError) a mask head that the network's graph does not output."""
+    if head_use != "off" and not model.has_mask:
+        raise BundleError(f"{bundle.directory}: its config.json names a mask head that its graph has no output for")
+
+
 class _KeyChange:
-    """A ``write`` that shifts both stems' key first, keeping their length: the stems go through one ``KeyShift``
-    (as one signal of twice the channels) whose latency is trimmed, and ``flush()`` hands over its tail."""
+    """A ``write`` that shifts both stems' key first, keeping their length (one ``AlignedKeyShift`` over both, as
+    one signal of twice the channels); ``flush()`` hands over its tail."""
 
     def __init__(self, semitones: float, sample_rate: int, channels: int, write):
-        from .stream import Aligner
-
-        self.shift, self.channels, self.write = KeyShift(sample_rate, 2 * channels, semitones), channels, write
-        self.aligner = Aligner(self.shift.latency_samples)
+        self.shift, self.channels, self.write = AlignedKeyShift(sample_rate, 2 * channels, semitones), channels, write
 
     def __call__(self, vocals: np.ndarray, accompaniment: np.ndarray) -> None:
         self._hand_on(self.shift.process(np.concatenate([vocals, accompaniment], axis=1)))
@@ -254,5 +259,4 @@ class _KeyChange:
         self._hand_on(self.shift.flush())
 
     def _hand_on(self, stems: np.ndarray) -> None:
-        stems = self.aligner.trim(stems)
         self.write(stems[:, :self.channels], stems[:, self.channels:])

@@ -4,7 +4,8 @@ A stage takes blocks of any length with ``process(block)`` and ends with ``flush
 and ``latency_samples`` says how far its output lags its input, in samples at its input's rate. The stages of the
 streaming processor: the analysis front end (audio -> log-mel frames), the mask engine (frames -> masks), the
 synthesis (audio and masks -> stems) and the key change (stems -> stems). A stage that returns exactly one output
-sample per input sample, delayed by a fixed latency, buffers what it computes in a ``FixedDelay``.
+sample per input sample, delayed by a fixed latency, buffers what it computes in a ``FixedDelay``; an ``Aligner``
+drops a stage's latency where a stream must line up with its input.
 """
 from __future__ import annotations
 
@@ -43,3 +44,18 @@ class FixedDelay:
         if not zeros:
             return joined[:wanted]
         return np.concatenate([np.zeros((zeros, self.channels), np.float32), joined[:wanted]])
+
+
+class Aligner:
+    """Drops the first ``latency`` samples of a delayed stream, so that what remains (with the processor's
+    flushed tail) lines up with the input sample for sample: ``trim(*blocks)`` trims one or more parallel
+    ``(samples, channels)`` blocks alike."""
+
+    def __init__(self, latency: int):
+        self.to_skip = latency
+
+    def trim(self, *blocks: np.ndarray):
+        skip = min(self.to_skip, len(blocks[0]))
+        self.to_skip -= skip
+        trimmed = tuple(block[skip:] for block in blocks)
+        return trimmed if len(trimmed) > 1 else trimmed[0]

@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from .audio import check_block, check_format
-from .bundle import Bundle, load_bundle
+from .bundle import Bundle, BundleError, load_bundle
 from .engines import crossfade_weights, make_engine  # noqa: F401 (crossfade_weights: part of this module's API)
 from .features import LogMel
 from .frontend import AnalysisFrontEnd
@@ -24,7 +24,7 @@ from .inference import ChunkedEmbeddingModel, EmbeddingModel
 from .keyshift import KeyShift
 from .options import SeparationOptions
 from .presets import KEEP, PRESETS, LatencyPreset, get_preset  # noqa: F401 (KEEP, PRESETS, LatencyPreset: API)
-from .stages import FixedDelay
+from .stages import Aligner, FixedDelay  # noqa: F401 (Aligner: part of this module's API)
 from .synthesis import ProjectionSynthesis
 
 
@@ -52,6 +52,9 @@ class StreamProcessor:
         # the network runner for the preset's engine: windows (EmbeddingModel) or chunks (ChunkedEmbeddingModel)
         runner = ChunkedEmbeddingModel if self.preset.chunked else EmbeddingModel
         self.model = model or runner(self.bundle, options.device, options.threads)
+        if self.resolved.head_use != "off" and not getattr(self.model, "has_mask", False):
+            raise BundleError(f"{self.bundle.directory}: its config.json names a mask head that its "
+                              f"{'chunked ' if self.preset.chunked else ''}graph has no output for")
         self.sample_rate, self.channels, self.keep = int(sample_rate), int(channels), options.keep
         self.other_gain = self.resolved.other_gain
         self.mask_softness = self.resolved.mask_softness
@@ -131,18 +134,3 @@ class StreamProcessor:
     def _mix(self, vocals: np.ndarray, accompaniment: np.ndarray) -> np.ndarray:
         main, other = (accompaniment, vocals) if self.keep == "accompaniment" else (vocals, accompaniment)
         return main + self.other_gain * other if self.other_gain else np.ascontiguousarray(main)
-
-
-class Aligner:
-    """Drops the first ``latency`` samples of a delayed stream, so that what remains (with the processor's
-    flushed tail) lines up with the input sample for sample: ``trim(*blocks)`` trims one or more parallel
-    ``(samples, channels)`` blocks alike."""
-
-    def __init__(self, latency: int):
-        self.to_skip = latency
-
-    def trim(self, *blocks: np.ndarray):
-        skip = min(self.to_skip, len(blocks[0]))
-        self.to_skip -= skip
-        trimmed = tuple(block[skip:] for block in blocks)
-        return trimmed if len(trimmed) > 1 else trimmed[0]

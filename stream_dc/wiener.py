@@ -6,9 +6,9 @@ simplified form of norbert's ``wiener`` that open-unmix applies, with magnitudes
 source's spatial covariance per frequency over a segment of frames and filters the mixture with it: on a stereo
 mix this tells a centred voice from accompaniment panned beside it, which no per-bin mask can. On one channel there
 is no spatial covariance to fit and the step gives back the masks exactly, so mono input skips it; other channel
-counts than two keep their masks too. It reads frames
-from either side of a frame, so only offline separation applies it, on segments of ``SEGMENT_FRAMES`` frames to bound
-memory; the accompaniment stays the mixture minus the voice.
+counts than two keep their masks too. It reads frames from either side of a frame, so only offline separation
+applies it, on segments of ``segment_frames(bins)`` frames to bound memory; the accompaniment stays the mixture
+minus the voice.
 
 Why not norbert itself: it has not been released since 2019, imports a SciPy namespace that SciPy 2.0 removes (and
 with it all of SciPy, which nothing else here needs), and loops over frames in Python. This is the same step,

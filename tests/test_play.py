@@ -318,3 +318,18 @@ def test_a_page_bound_beyond_loopback_needs_its_token(jack_server, tmp_path):
         process.wait(30)
         log.close()
     assert process.returncode == 143
+
+
+def test_a_song_that_cannot_be_read_is_skipped_with_one_line(jack_server, tmp_path):
+    song(tmp_path / "1 first.wav", 2.0, 10)
+    (tmp_path / "2 broken.wav").write_bytes(b"RIFF not really a wave file at all")
+    song(tmp_path / "3 last.wav", 2.0, 11)
+    play = Play(jack_server, [str(tmp_path)], 12.0, tmp_path)
+    try:
+        play.wait(lambda s: s["song"] == 2, what="the last song after the broken one")
+        status = play.finish()
+    finally:
+        play.stop()
+    assert status == 1, play.stderr()
+    errors = [line for line in play.stderr().splitlines() if "error" in line]
+    assert len(errors) == 1 and "skipped" in errors[0] and "2 broken.wav" in errors[0], errors

@@ -103,6 +103,7 @@ def calibrate(model, voiced: list[MixFeatures], accompaniment_only: list[MixFeat
 
 
 # -- the reference centroids and the labels of a trained network ------------------------------------------------
+@torch.no_grad()
 def reference_centroids(model, chunks: Chunks, batch: int, device) -> tuple[np.ndarray, np.ndarray]:
     """Mean embedding of the active voice bins and of the active accompaniment bins, ``(dim,)`` each."""
     model.eval()

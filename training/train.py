@@ -91,11 +91,11 @@ def pick_device(choice: str) -> torch.device:
     return torch.device("cpu")
 
 
-def batches(chunks: Chunks, batch: int, rng: np.random.Generator, limit: int):
+def batches(chunks: Chunks, batch: int, rng: np.random.Generator, steps: int):
+    """``steps`` batches of ``batch`` chunks drawn in a random order (every process of a distributed run takes the
+    same number: the smallest any of them has)."""
     order = rng.permutation(len(chunks))
-    steps = len(order) // batch
-    if limit:
-        steps = min(steps, limit)
+    steps = min(steps, len(order) // batch)
     for s in range(steps):
         yield chunks_slice(chunks, np.sort(order[s * batch:(s + 1) * batch]))
 
@@ -165,7 +165,6 @@ def validation_loss(model, objective: Objective, chunks: Chunks, batch: int, dev
     return means.pop("total"), means
 
 
-@torch.no_grad()
 def validation_sets(stems: list, raw: LogMel, log_mel: LogMel, args) -> dict[str, Chunks]:
     """Fixed validation chunks by set: the original mixtures of each dataset (``mixes:<kind>``) and, with
     ``--validation-remixes``, remixes of the validation clips drawn once (``remixes``)."""

@@ -13,7 +13,7 @@ from ..options import SeparationOptions
 from ..readers import audio_files, quoted
 from .devices import abandon_portaudio, close_stream, find_device, sounddevice
 from .player import MIXER_AHEAD_SECONDS, Player
-from .report import Reporter
+from .report import EXIT_ERROR, Reporter
 from .signals import exit_status
 from .terminal import HELP, TerminalKeys
 from .web import WebError, WebRemote, parse_address
@@ -24,7 +24,8 @@ STALL_SECONDS = 1.0
 
 class PlaySession:
     """Plays ``inputs`` on the ``output`` device (index or part of a name; None: the default); ``run()`` returns
-    the exit status: 0 at the end of the queue or on ``q``, 130 / 143 / 129 on a signal, 1 on an error.
+    the exit status: 0 at the end of the queue or on ``q``, 130 / 143 / 129 on a signal, 1 on an error (a song that
+    cannot be read is reported and skipped, and the status is then 1).
 
     ``web`` is ``[HOST:]PORT`` for the web page ("" for the default address, None: no page); ``keys`` reads the
     terminal's keys when stdin is a terminal."""
@@ -67,26 +68,28 @@ class PlaySession:
     def _play(self, player: Player, stream, device: str, address) -> int:
         device_ms = 1000 * stream.latency
         player.state.latency_ms += device_ms + 1000 * MIXER_AHEAD_SECONDS
-        keys, remote, status, failure = None, None, 0, None
+        keys, remote, status, failure, device_failed = None, None, 0, None, False
         try:
+            if address is not None:  # the page's address is taken before any sound, so a port in use stops it all
+                remote = WebRemote(player, *address)
+                url = remote.start()
             stream.start()
             self.report.info(f"{len(player.paths)} song{'s' if len(player.paths) != 1 else ''} on {device}, "
                              f"{player.sample_rate} Hz; preset {player.processor.preset.name}; controls heard after "
                              f"{player.state.latency_ms:.0f} ms; onnxruntime {player.processor.provider}")
+            if remote is not None:
+                self.report.info(f"web remote: {url}")
             if self.keys:
                 keys = TerminalKeys(player.controls)
                 if keys.start():
                     self.report.info(HELP)
-            if address is not None:
-                remote = WebRemote(player, *address)
-                self.report.info(f"web remote: {remote.start()}")
-            failure = self._watch(player, stream)
+            failure, device_failed = self._watch(player, stream)
         except KeyboardInterrupt as interrupt:
             status = exit_status(interrupt)
         except WebError as error:
             failure = str(error)
         except Exception as error:  # sounddevice.PortAudioError while running
-            failure = f"audio device error: {error}"
+            failure, device_failed = f"audio device error: {error}", True
         finally:
             if keys is not None:
                 keys.stop()
@@ -94,36 +97,49 @@ class PlaySession:
             if remote is not None:
                 remote.stop()
             if not close_stream(stream):
-                failure = failure or "the audio device did not close"
+                failure, device_failed = failure or "the audio device did not close", True
             player.join(2.0)
+        return self._summary(player, status, failure, device_failed)
+
+    def _summary(self, player: Player, status: int, failure: str | None, device_failed: bool) -> int:
         self.report.end_status()
         state = player.state
         self.report.info(f"stopped at {state.songs[min(state.song, len(state.songs) - 1)]} "
                          f"{state.position / state.sample_rate:.1f} s: real-time factor "
                          f"{state.real_time_factor:.3f}, underruns {state.underruns}")
-        if failure:
+        if device_failed:
             abandon_portaudio(sounddevice())
+        if failure:
             return self.report.error(failure)
-        return status
+        return status or (EXIT_ERROR if state.skipped else 0)
 
-    def _watch(self, player: Player, stream) -> str | None:
-        """Wait for the end of the queue or a quit (None), or a failure (a line saying what)."""
-        state, song = player.state, -1
+    def _skipped(self, state, reported: int) -> int:
+        """Say why each song that could not play was skipped (once); returns how many have been said."""
+        for song, reason in state.skipped[reported:]:
+            self.report.end_status()
+            self.report.error(f"skipped: {reason}")
+        return len(state.skipped)
+
+    def _watch(self, player: Player, stream) -> tuple[str | None, bool]:
+        """Wait for the end of the queue or a quit (no failure), or a failure: a line saying what, and whether the
+        device is what failed."""
+        state, song, reported = player.state, -1, 0
         seen, last_progress = -1, time.monotonic()
         while True:
             time.sleep(STATUS_INTERVAL)
             now = time.monotonic()
+            reported = self._skipped(state, reported)
             if state.error is not None:
-                return state.error
+                return state.error, False
             if state.finished or player.stopping.is_set():
-                return None
+                return None, False
             if not stream.active:
-                return "the audio stream stopped (device disconnected?)"
+                return "the audio stream stopped (device disconnected?)", True
             if player.callbacks != seen:
                 seen, last_progress = player.callbacks, now
             elif now - last_progress > STALL_SECONDS:
                 return f"the audio device stopped asking for audio for {STALL_SECONDS:g} s (disconnected, or its " \
-                       "server died?)"
+                       "server died?)", True
             if state.song != song and not self.report.interactive:
                 song = state.song
                 self.report.info(f"playing {quoted(state.songs[song])} ({song + 1}/{len(state.songs)})")

@@ -5,7 +5,7 @@ Three parts, each on its own thread, joined by bounded buffers:
 - the **renderer** reads the current song from its position and runs it through a ``StreamProcessor``, trimmed of
   its latency so that the stems line up with the song; it reads ahead of the playback clock (up to
   ``READ_AHEAD_SECONDS``), which gives ``play`` a look-ahead preset's quality with no wait, and goes on with the
-  next song when one ends (gapless);
+  next song when one ends (gapless), or when one cannot be read (``state.skipped`` says why);
 - the **mixer** takes the stems a few blocks ahead of playback and runs them through the key change
   (``KeyShift``, both stems alike, so they stay in tune), keeping ``MIXER_AHEAD_SECONDS`` ready;
 - the **audio callback** only moves samples: it mixes ``accompaniment + gain * voice`` with the gain ramped over
@@ -13,8 +13,9 @@ Three parts, each on its own thread, joined by bounded buffers:
   ready. It never waits on a lock: controls are plain values it reads once per block.
 
 Controls (``PlayerControls``) change those values from the terminal or the web page: pause, seek, next/previous
-song, guide-voice level, key. A seek or a change of song bumps a generation number; each part drops what it holds
-of older generations and the renderer starts again from the new position.
+song, guide-voice level, key. A seek or a change of song bumps a generation number; the renderer and the mixer skip
+what they meet of older generations, the callback drops the older chunks that are ready, and the renderer starts
+again from the new position.
 """
 from __future__ import annotations
 
@@ -29,12 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import AudioSource
-from ..keyshift import KeyShift
+from ..audio import AudioSource, InputError
+from ..keyshift import AlignedKeyShift
 from ..options import KEY_RANGE, SeparationOptions
 from ..readers import open_source
 from ..resample import Resampler
-from ..stream import Aligner, StreamProcessor
+from ..stages import Aligner
+from ..stream import StreamProcessor
 
 READ_AHEAD_SECONDS = 8.0  # separated audio the renderer keeps ahead of playback
 MIXER_AHEAD_SECONDS = 0.25  # key-shifted audio ready for the callback (how soon a key change is heard)
@@ -44,6 +46,7 @@ RAMP_SECONDS = 0.005  # a voice-level change ramps over this long: no click
 VOICE_STEP_DB, KEY_STEP = 3.0, 1.0
 VOICE_MAX_DB = 6.0
 VOICE_OFF_DB = -60.0  # at or below this the voice is off (gain 0)
+VOICE_ON_DB = -30.0  # where the guide voice comes back in when it is turned up from off
 RESTART_SECONDS = 3.0  # "previous" past this point of a song starts it again
 
 
@@ -80,14 +83,16 @@ class PlayerState:
     voice_level: float = 0.0  # RMS of the last block played, voice and accompaniment
     backing_level: float = 0.0
     latency_ms: float = 0.0
-    busy_seconds: float = 0.0  # the renderer's and mixer's work
-    rendered_seconds: float = 0.0
+    render_seconds: float = 0.0  # the renderer's work
+    mix_seconds: float = 0.0  # the mixer's work
+    rendered_seconds: float = 0.0  # audio rendered
+    skipped: list = field(default_factory=list)  # (song, one line saying why) of the songs that could not play
     error: str | None = None  # what made the audio path stop, if anything
     finished: bool = False
 
     @property
     def real_time_factor(self) -> float:
-        return self.busy_seconds / max(self.rendered_seconds, 1e-9)
+        return (self.render_seconds + self.mix_seconds) / max(self.rendered_seconds, 1e-9)
 
     def snapshot(self) -> dict:
         """The state as plain values (seconds, dB), for a status line or the web page."""
@@ -139,16 +144,18 @@ class PlayerControls:
             self.player.request(index, 0)
 
     def set_voice(self, db: float) -> None:
-        """The guide voice's level in dB (``VOICE_OFF_DB`` or less: off; at most ``VOICE_MAX_DB``)."""
-        if math.isfinite(db) or db < 0:
+        """The guide voice's level in dB (``VOICE_OFF_DB`` or less, -inf included: off; at most
+        ``VOICE_MAX_DB``)."""
+        if not math.isnan(db):
             self.state.voice_db = float(min(max(db, VOICE_OFF_DB), VOICE_MAX_DB))
 
     def voice_up(self) -> None:
-        self.set_voice(max(self.state.voice_db, VOICE_OFF_DB - VOICE_STEP_DB + 1e-9) + VOICE_STEP_DB
-                       if self.state.voice_db > VOICE_OFF_DB else -30.0)
+        voice = self.state.voice_db
+        self.set_voice(voice + VOICE_STEP_DB if voice > VOICE_OFF_DB else VOICE_ON_DB)
 
     def voice_down(self) -> None:
-        self.set_voice(self.state.voice_db - VOICE_STEP_DB if self.state.voice_db > -30.0 else VOICE_OFF_DB)
+        voice = self.state.voice_db
+        self.set_voice(voice - VOICE_STEP_DB if voice > VOICE_ON_DB else VOICE_OFF_DB)
 
     def set_key(self, semitones: float) -> None:
         if math.isfinite(semitones):
@@ -169,25 +176,27 @@ class Player:
     separation as ``options`` say (their ``key`` and ``vocal_gain_db`` are the controls' starting values)."""
 
     def __init__(self, options: SeparationOptions, paths: list[Path], sample_rate: int, channels: int = 2,
-                 shuffle: bool = False, seed: int | None = None):
+                 shuffle: bool = False):
         self.paths = list(paths)
         if shuffle:
-            random.Random(seed).shuffle(self.paths)
+            random.shuffle(self.paths)
         self.sample_rate, self.channels = sample_rate, channels
-        self.state = PlayerState([p.name for p in self.paths], sample_rate,
-                                 voice_db=VOICE_OFF_DB if options.vocal_gain_db is None else options.vocal_gain_db,
-                                 key=options.key)
+        self.state = PlayerState([p.name for p in self.paths], sample_rate, key=options.key)
         self.controls = PlayerControls(self)
+        if options.vocal_gain_db is not None:
+            self.controls.set_voice(options.vocal_gain_db)
         self.processor = StreamProcessor(None, sample_rate, channels, options.changed(key=0.0, vocal_gain_db=None,
                                                                                       keep="accompaniment"))
-        self.shift = KeyShift(sample_rate, 2 * channels, self.state.key)
-        self.state.latency_ms = 1000.0 * self.shift.latency_samples / sample_rate  # stems line up: only the key's
+        self.shift = AlignedKeyShift(sample_rate, 2 * channels, self.state.key)
+        self.state.latency_ms = 1000.0 * self.shift.shift.latency_samples / sample_rate  # the stems line up
         self.rendered: queue.Queue = queue.Queue(maxsize=max(2, int(READ_AHEAD_SECONDS * sample_rate / RENDER_BLOCK)))
         self.ready: deque = deque()  # key-shifted chunks for the callback
         self.produced = self.consumed = 0  # samples put into ``ready`` (by the mixer) and taken (by the callback)
         self.ends_queued = self.ends_taken = 0  # end markers put into ``ready`` and taken out of it
         self.played_generation = -1  # the generation of the last sample played
         self.generation, self.wanted = 0, (0, 0)  # (song, position) the renderer should play from
+        self.requests = threading.Lock()  # the controls' threads and the renderer change these two together
+        self.sources: dict[int, AudioSource] = {}  # songs opened, kept for seeks
         self.changed = threading.Event()
         self.stopping = threading.Event()
         self.voice_now = voice_gain(self.state.voice_db)  # the callback's current gain (ramped towards the target)
@@ -213,8 +222,9 @@ class Player:
 
     def request(self, song: int, position: int) -> None:
         """Play ``song`` from ``position`` (samples) next: everything already made is dropped."""
-        self.wanted = (song, position)
-        self.generation += 1
+        with self.requests:
+            self.wanted = (song, position)
+            self.generation += 1
         self.state.song, self.state.position = song, position
         self.changed.set()
 
@@ -226,7 +236,8 @@ class Player:
         try:
             work()
         except BaseException as error:  # reported by the session, which then stops
-            self.state.error = f"{type(error).__name__}: {error}" if not str(error).startswith("/") else str(error)
+            self.state.error = str(error) if isinstance(error, (InputError, OSError)) else \
+                f"{type(error).__name__}: {error}"
             self.stopping.set()
 
     # -- renderer -------------------------------------------------------------------------------------------
@@ -238,9 +249,15 @@ class Player:
             if song >= len(self.paths):  # the queue is rendered: wait for a request
                 self.changed.wait()
                 continue
-            finished = self._render_song(generation, song, position)
-            if finished and generation == self.generation:
-                self.wanted = (song + 1, 0)  # gapless: on to the next song (not a new generation)
+            try:
+                finished = self._render_song(generation, song, position)
+            except InputError as error:  # a song that cannot be read or separated: say so and go on
+                self.state.skipped.append((song, str(error)))
+                self._put(Chunk(generation, song, position, np.zeros((0, 2 * self.channels), np.float32), end=True))
+                finished = True
+            with self.requests:
+                if finished and generation == self.generation:
+                    self.wanted = (song + 1, 0)  # gapless: on to the next song (not a new generation)
 
     def _render_song(self, generation: int, song: int, position: int) -> bool:
         """Separate ``song`` from ``position`` into the rendered queue; False when interrupted by a request."""
@@ -276,17 +293,18 @@ class Player:
             tail = processor.flush_stems()
             vocals, accompaniment = np.concatenate([vocals, tail[0]]), np.concatenate([accompaniment, tail[1]])
         vocals, accompaniment = aligner.trim(vocals, accompaniment)
-        self.state.busy_seconds += time.perf_counter() - started
+        self.state.render_seconds += time.perf_counter() - started
         self.state.rendered_seconds += len(block) / self.sample_rate
         if len(vocals) and not self._put(Chunk(generation, song, made, np.concatenate([vocals, accompaniment], 1))):
             return None
         return made + len(vocals)
 
     def _open(self, song: int) -> AudioSource:
-        source, _ = open_source(self.paths[song])
-        if song not in self.state.durations:
-            self.state.durations[song] = int(source.frames * self.sample_rate / source.sample_rate)
-        return source
+        if song not in self.sources:
+            self.sources[song], _ = open_source(self.paths[song])
+            self.state.durations.setdefault(song, int(self.sources[song].frames * self.sample_rate
+                                                      / self.sources[song].sample_rate))
+        return self.sources[song]
 
     def _put(self, chunk: Chunk) -> bool:
         """Queue ``chunk`` for the mixer, waiting while the read-ahead is full; False when a request or the stop
@@ -303,8 +321,7 @@ class Player:
     # -- mixer ----------------------------------------------------------------------------------------------
     def _mix(self) -> None:
         ahead = int(MIXER_AHEAD_SECONDS * self.sample_rate)
-        segment = None  # (generation, song) of the run of chunks the key change is in
-        trim = emitted = start = 0
+        segment, emitted, start = None, 0, 0  # the run of chunks (generation, song) the key change is in
         while not self.stopping.is_set():
             if self.produced - self.consumed >= ahead:
                 time.sleep(0.005)
@@ -316,16 +333,12 @@ class Player:
             if chunk.generation != self.generation:
                 continue
             if segment != (chunk.generation, chunk.song):  # a seek or a new song: the key change starts afresh
-                segment, trim, emitted, start = (chunk.generation, chunk.song), self.shift.latency_samples, 0, \
-                    chunk.position
+                segment, emitted, start = (chunk.generation, chunk.song), 0, chunk.position
                 self.shift.reset()
             started = time.perf_counter()
             self.shift.semitones = self.state.key
             stems = self.shift.flush() if chunk.end else self.shift.process(chunk.stems)
-            self.state.busy_seconds += time.perf_counter() - started
-            cut = min(trim, len(stems))
-            trim -= cut
-            stems = stems[cut:]
+            self.state.mix_seconds += time.perf_counter() - started
             if len(stems):
                 self.ready.append(Chunk(chunk.generation, chunk.song, start + emitted, stems))
                 self.produced += len(stems)
@@ -338,6 +351,13 @@ class Player:
     # -- audio callback (PortAudio's thread: no waiting, no locks) --------------------------------------------
     def callback(self, outdata, frames, time_info, status) -> None:
         self.callbacks += 1
+        try:
+            self._play(outdata, frames)
+        except Exception as error:  # never a traceback from PortAudio's thread: the session reports it and stops
+            outdata.fill(0.0)
+            self.state.error = f"audio callback failed: {type(error).__name__}: {error}"
+
+    def _play(self, outdata, frames: int) -> None:
         state, channels = self.state, self.channels
         if state.paused or self.done:
             outdata.fill(0.0)
@@ -350,14 +370,18 @@ class Player:
             stems = np.concatenate([stems, np.zeros((frames - len(stems), 2 * channels), np.float32)])
         voice, accompaniment = stems[:, :channels], stems[:, channels:]
         target = voice_gain(state.voice_db)
-        gain = np.full(frames, target, np.float32)
-        if self.voice_now != target:  # a linear ramp over a few ms: no click
-            ramp = min(frames, max(1, int(RAMP_SECONDS * self.sample_rate)))
-            gain[:ramp] = np.linspace(self.voice_now, target, ramp + 1, dtype=np.float32)[1:]
-            self.voice_now = target
-        guide = gain[:, None] * voice
-        outdata[:] = accompaniment + guide
-        state.voice_level = float(np.sqrt(np.mean(np.square(guide))))
+        if self.voice_now == target == 0.0:  # the voice off, as it stays: nothing to mix in
+            outdata[:] = accompaniment
+            state.voice_level = 0.0
+        else:
+            gain = np.full(frames, target, np.float32)
+            if self.voice_now != target:  # a linear ramp over a few ms: no click
+                ramp = min(frames, max(1, int(RAMP_SECONDS * self.sample_rate)))
+                gain[:ramp] = np.linspace(self.voice_now, target, ramp + 1, dtype=np.float32)[1:]
+                self.voice_now = target
+            guide = gain[:, None] * voice
+            outdata[:] = accompaniment + guide
+            state.voice_level = float(np.sqrt(np.mean(np.square(guide))))
         state.backing_level = float(np.sqrt(np.mean(np.square(accompaniment))))
 
     def _take(self, frames: int, generation: int) -> np.ndarray:

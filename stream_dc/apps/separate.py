@@ -99,10 +99,9 @@ class SeparateSession:
             source, input_subtype = open_source(path)
             check_source(source)
             subtype = stem_subtype(self.file_format, input_subtype, self.bits)
-            writers = [StemWriter(folder / f"{stem}.{self.file_format}", source.sample_rate, source.channels,
-                                  subtype, self.file_format) for stem in STEMS]
-            for writer in writers:
-                inside(self.out, writer.temporary)
+            for stem in STEMS:  # one at a time, so that a failure discards those already open
+                writers.append(StemWriter(folder / f"{stem}.{self.file_format}", source.sample_rate,
+                                          source.channels, subtype, self.file_format))
             total = source.frames / source.sample_rate
 
             def write(vocals, accompaniment) -> None:

@@ -54,9 +54,7 @@ def apply_command(controls, command: str, value=None) -> None:
             number = float(value)
         except (TypeError, ValueError):
             raise ValueError(f"{command} needs a number, not {value!r}") from None
-        if command == "set_voice" and number == -math.inf:
-            number = -1e9
-        if not math.isfinite(number) and command != "set_voice":
+        if math.isnan(number) or (math.isinf(number) and not (command == "set_voice" and number < 0)):
             raise ValueError(f"{command} needs a finite number")
         if command == "play_song":
             controls.play_song(int(number))
@@ -107,7 +105,7 @@ class WebRemote:
         try:
             from aiohttp import web
         except ImportError:
-            self.failure = "--web needs aiohttp: pip install 'stream-dc[web]'"
+            self.failure = "--web needs aiohttp: pip install aiohttp"
             self.started.set()
             return
         self.loop = asyncio.new_event_loop()
@@ -135,7 +133,7 @@ class WebRemote:
         @web.middleware
         async def token_check(request, handler):
             given = request.query.get("token") or request.headers.get("X-Token") or ""
-            if not secrets.compare_digest(given, self.token):
+            if not secrets.compare_digest(given.encode(errors="replace"), self.token.encode()):
                 return web.Response(status=403, text="403: this page needs the token of the URL stream-dc printed\n")
             return await handler(request)
 
@@ -175,9 +173,12 @@ class WebRemote:
         return app
 
     async def _push(self, socket_) -> None:
-        while not socket_.closed:
-            await socket_.send_str(_dumps(self.player.state.snapshot()))
-            await asyncio.sleep(1.0 / UPDATES_PER_SECOND)
+        try:
+            while not socket_.closed:
+                await socket_.send_str(_dumps(self.player.state.snapshot()))
+                await asyncio.sleep(1.0 / UPDATES_PER_SECOND)
+        except (ConnectionError, RuntimeError):  # the page went away
+            pass
 
 
 def _dumps(value) -> str:

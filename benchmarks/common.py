@@ -5,6 +5,8 @@ import csv
 import os
 import platform
 import subprocess
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -87,3 +89,25 @@ def table(rows: list[dict], columns: list[str]) -> str:
              "  ".join("-" * w for w in widths)]
     lines += ["  ".join(str(r[c]).ljust(w) for c, w in zip(columns, widths)) for r in rows]
     return "\n".join(lines)
+
+
+@contextmanager
+def jack_server(name: str, rate: int, period: int):
+    """A JACK server with the dummy driver (a real-time device without a sound card) named ``name``, ready for
+    clients while the ``with`` block runs."""
+    import jack
+
+    server = subprocess.Popen(["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", str(rate), "-p",
+                               str(period)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        for _ in range(150):
+            try:
+                jack.Client("probe", servername=name, no_start_server=True).close()
+                break
+            except jack.JackOpenError:
+                time.sleep(0.1)
+        yield name
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import RESULTS, machine, music  # noqa: E402
+from benchmarks.common import RESULTS, jack_server, machine, music  # noqa: E402
 
 RATE = 44100
 
@@ -34,17 +34,7 @@ def main() -> int:
     args = parser.parse_args()
     import jack
 
-    server = f"streamdc-bench{os.getpid()}"
-    jackd = subprocess.Popen(["jackd", "--no-realtime", "-n", server, "-d", "dummy", "-r", str(RATE), "-p",
-                              str(args.blocksize)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
-    try:
-        for _ in range(100):
-            try:
-                jack.Client("probe", servername=server, no_start_server=True).close()
-                break
-            except jack.JackOpenError:
-                time.sleep(0.1)
+    with jack_server(f"streamdc-bench{os.getpid()}", RATE, args.blocksize) as server:
         song = music(60.0, RATE, 2)
         env = dict(os.environ, JACK_DEFAULT_SERVER=server, PYTHONUNBUFFERED="1")
         live = subprocess.Popen([sys.executable, "-m", "stream_dc", "live", "--blocksize", str(args.blocksize),
@@ -84,9 +74,6 @@ def main() -> int:
             time.sleep(args.minutes * 60)
             live.send_signal(signal.SIGINT)
             _, stderr = live.communicate(timeout=60)
-    finally:
-        jackd.terminate()
-        jackd.wait(timeout=10)
     lines = stderr.strip().splitlines()
     text = "\n".join([
         f"machine: {machine()}; JACK dummy driver, {RATE} Hz, period {args.blocksize}; preset {args.latency}; "

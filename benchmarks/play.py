@@ -30,7 +30,7 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import machine, music, write_report  # noqa: E402
+from benchmarks.common import jack_server, machine, music, write_report  # noqa: E402
 
 RATE, PERIOD = 44100, 1024
 
@@ -182,41 +182,26 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--minutes", type=float, default=10.0)
     args = parser.parse_args()
-    import jack
-
-    server = f"streamdc-play{os.getpid()}"
-    jackd = subprocess.Popen(["jackd", "--no-realtime", "-n", server, "-d", "dummy", "-r", str(RATE), "-p",
-                              str(PERIOD)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
     lines = [f"machine: {machine()}; JACK dummy driver, {RATE} Hz, period {PERIOD}"]
-    try:
-        for _ in range(100):
-            try:
-                jack.Client("probe", servername=server, no_start_server=True).close()
-                break
-            except jack.JackOpenError:
-                time.sleep(0.1)
-        with tempfile.TemporaryDirectory() as temporary:
-            folder = Path(temporary)
-            song = folder / "song.wav"
-            sf.write(song, music(20.0, RATE, 2), RATE)
-            for preset in args.presets:
-                times = first_sound(server, song, preset, args.runs)
-                lines.append(f"first sound, {preset}: median {np.nanmedian(times):.2f} s "
-                             f"(runs: {', '.join(f'{t:.2f}' for t in times)})")
-                print(lines[-1], flush=True)
-            lines.append(f"60 s with --key -2: {rtf_with_key(server, folder)}")
+    with jack_server(f"streamdc-play{os.getpid()}", RATE, PERIOD) as server, \
+            tempfile.TemporaryDirectory() as temporary:
+        folder = Path(temporary)
+        song = folder / "song.wav"
+        sf.write(song, music(20.0, RATE, 2), RATE)
+        for preset in args.presets:
+            times = first_sound(server, song, preset, args.runs)
+            lines.append(f"first sound, {preset}: median {np.nanmedian(times):.2f} s "
+                         f"(runs: {', '.join(f'{t:.2f}' for t in times)})")
             print(lines[-1], flush=True)
-            delays = web_control(server, folder)
-            lines.append(f"web control heard after: median {np.nanmedian(delays):.0f} ms "
-                         f"({', '.join(f'{d:.0f}' for d in delays)})")
-            print(lines[-1], flush=True)
-            if args.minutes > 0:
-                lines.append(f"{args.minutes:g} minutes, a folder of one-minute songs: "
-                             f"{long_play(server, folder, args.minutes)}")
-    finally:
-        jackd.terminate()
-        jackd.wait(timeout=10)
+        lines.append(f"60 s with --key -2: {rtf_with_key(server, folder)}")
+        print(lines[-1], flush=True)
+        delays = web_control(server, folder)
+        lines.append(f"web control heard after: median {np.nanmedian(delays):.0f} ms "
+                     f"({', '.join(f'{d:.0f}' for d in delays)})")
+        print(lines[-1], flush=True)
+        if args.minutes > 0:
+            lines.append(f"{args.minutes:g} minutes, a folder of one-minute songs: "
+                         f"{long_play(server, folder, args.minutes)}")
     write_report("play.txt", "\n".join(lines))
     return 0
 

@@ -3,8 +3,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
-import time
 
 import numpy as np
 import pytest
@@ -70,30 +68,21 @@ def noise(seconds: float, rate: int, channels: int = 1, seed: int = 0) -> np.nda
 def jack_server(tmp_path_factory):
     """A JACK server with its dummy driver (see ``tests.jack``), for the tests of a module; skipped without jackd,
     PortAudio or JACK-Client."""
-    from tests.jack import PERIOD, RATE
-
     if shutil.which("jackd") is None:
         pytest.skip("jackd is not installed (apt-get install jackd2)")
-    jack = pytest.importorskip("jack")
+    pytest.importorskip("jack")
     try:
         import sounddevice  # noqa: F401
     except OSError:
         pytest.skip("PortAudio is not installed (apt-get install libportaudio2)")
+    from tests.jack import start_server
+
     name = f"streamdc{os.getpid()}{tmp_path_factory.getbasetemp().name[-4:]}"
     log = open(tmp_path_factory.mktemp("jack") / "jackd.log", "w")
-    command = ["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", str(RATE), "-p", str(PERIOD)]
-    server = subprocess.Popen(command,
-                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            jack.Client("probe", servername=name, no_start_server=True).close()
-            break
-        except jack.JackOpenError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                server.kill()
-                pytest.fail(f"jackd did not start (see {log.name})")
-            time.sleep(0.2)
+    try:
+        server = start_server(name, log)
+    except RuntimeError as error:
+        pytest.fail(f"{error} (see {log.name})")
     yield name
     server.terminate()
     server.wait(timeout=10)

@@ -1,12 +1,31 @@
 """A JACK server with its dummy driver (a real-time audio device without a sound card) and a JACK client that plays
 a signal into, and records what comes out of, stream-dc's ports. Needs jackd (Debian's jackd2), PortAudio
 (libportaudio2) and the JACK-Client package; ``.ci/run`` installs them; tests are skipped without them."""
+import subprocess
 import threading
 import time
 
 import numpy as np
 
 RATE, PERIOD = 44100, 1024
+
+
+def start_server(name: str, log=subprocess.DEVNULL, timeout: float = 15.0) -> subprocess.Popen:
+    """``jackd -d dummy`` named ``name``, once a client can connect to it (RuntimeError when it does not start)."""
+    import jack
+
+    command = ["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", str(RATE), "-p", str(PERIOD)]
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            jack.Client("probe", servername=name, no_start_server=True).close()
+            return server
+        except jack.JackOpenError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                raise RuntimeError(f"jackd {name} did not start") from None
+            time.sleep(0.2)
 
 
 class JackTester:

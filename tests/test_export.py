@@ -15,6 +15,7 @@ from stream_dc.bundle import load_bundle  # noqa: E402
 from stream_dc.features import FeatureConfig  # noqa: E402
 from stream_dc.inference import EmbeddingModel  # noqa: E402
 from tests.commands import run  # noqa: E402
+from tests.test_model import trained_tiny_model  # noqa: E402
 from training.model import DeepClusteringNet, ModelConfig, inference_weights, model_with_folded_weights  # noqa: E402
 
 
@@ -84,15 +85,6 @@ def test_a_tampered_export_check_is_refused(tmp_path, monkeypatch):
     with pytest.raises(ExportError, match="differ"):
         export_checkpoint(tmp_path / "best.pt", tmp_path / "bundle", "float32")
     assert not (tmp_path / "bundle").exists()
-
-
-def trained_tiny_model(seed=0):
-    torch.manual_seed(seed)
-    model = DeepClusteringNet(ModelConfig(n_mels=150, hidden=16, layers=2, embedding_dim=20))
-    model.train()
-    for _ in range(3):  # give the running statistics non-trivial values
-        model(torch.randn(4, 50, 150) * 1.5 + 0.3)
-    return model.eval()
 
 
 @pytest.mark.parametrize("weights", ["float32", "float16"])

@@ -98,21 +98,13 @@ def test_live_ends_at_once_with_one_line_when_its_jack_server_dies(tmp_path):
 
     if shutil.which("jackd") is None:
         pytest.skip("jackd is not installed (apt-get install jackd2)")
-    jack = pytest.importorskip("jack")
+    pytest.importorskip("jack")
+    from tests.jack import start_server
+
     name = f"dying{os.getpid()}"
-    server = subprocess.Popen(["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", str(RATE), "-p",
-                               str(PERIOD)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
+    server = start_server(name)
     live = None
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                jack.Client("probe", servername=name, no_start_server=True).close()
-                break
-            except jack.JackOpenError:
-                assert time.monotonic() < deadline, "jackd did not start"
-                time.sleep(0.2)
         env = dict(os.environ, JACK_DEFAULT_SERVER=name, PYTHONUNBUFFERED="1")
         live = subprocess.Popen([sys.executable, "-m", "stream_dc", "live", "--latency", "live", "--device", "cpu",
                                  "--input", "system", "--output", "system"], env=env, stderr=subprocess.PIPE, text=True)

@@ -273,6 +273,7 @@ class Player:
         for block in _blocks(source, start, RENDER_BLOCK):
             if generation != self.generation or self.stopping.is_set():
                 return False
+            self._yield_to_the_mixer()
             block = _fit_channels(block, self.channels)
             if resampler is not None:
                 block = resampler.process(block)
@@ -298,6 +299,15 @@ class Player:
         if len(vocals) and not self._put(Chunk(generation, song, made, np.concatenate([vocals, accompaniment], 1))):
             return None
         return made + len(vocals)
+
+    def _yield_to_the_mixer(self) -> None:
+        """The renderer is seconds ahead, the mixer only a fraction of a second: while the mixer's reserve is under
+        half its target and it has work waiting, the renderer waits for it (both are Python threads, and the
+        renderer's long runs would otherwise keep it from the interpreter)."""
+        low = MIXER_AHEAD_SECONDS * self.sample_rate / 2
+        while (self.produced - self.consumed < low and not self.rendered.empty() and not self.state.paused
+               and not self.stopping.is_set()):
+            time.sleep(0.002)
 
     def _open(self, song: int) -> AudioSource:
         if song not in self.sources:

@@ -2,6 +2,8 @@
 
     python benchmarks/speed.py [--seconds 60] [--model DIR] [--device cpu|cuda]
 
+Each preset runs, and ``balanced`` once more with a key change (``--key -2``).
+
 ``stream-dc separate`` runs on a WAV file; ``stream-dc stream`` reads raw PCM from a pipe. For each, the real-time
 factor is processing time / audio duration as the command reports it (``stream``: time spent in the processor;
 ``separate``: the whole file job), and "wall" includes start-up (Python, onnxruntime session). Writes
@@ -49,15 +51,16 @@ def main() -> int:
             rows.append({"mode": "offline", "rate_hz": rate, "channels": channels, "latency_ms": "-",
                          "rtf": f"{factor:.3f}", "wall_rtf": f"{wall / args.seconds:.3f}"})
         pcm = encode_pcm(audio, "s16")
-        for preset in PRESETS:
-            latency = StreamProcessor(args.model, rate, channels, latency=preset).latency_ms
+        for preset, key in [(preset, 0.0) for preset in PRESETS] + [("balanced", -2.0)]:
+            latency = StreamProcessor(args.model, rate, channels, latency=preset, key=key).latency_ms
             started = time.perf_counter()
             result = subprocess.run(CLI + ["stream", "--rate", str(rate), "--channels", str(channels), "--dtype",
-                                           "s16", "--latency", preset] + device + model,
+                                           "s16", "--latency", preset, "--key", str(key)] + device + model,
                                     input=pcm, capture_output=True, check=True)
             wall = time.perf_counter() - started
             factor = float(re.search(rb"real-time factor ([0-9.]+)", result.stderr).group(1))
-            rows.append({"mode": f"stream {preset}", "rate_hz": rate, "channels": channels,
+            rows.append({"mode": f"stream {preset}" + (f" --key {key:g}" if key else ""), "rate_hz": rate,
+                         "channels": channels,
                          "latency_ms": f"{latency:.0f}", "rtf": f"{factor:.3f}",
                          "wall_rtf": f"{wall / args.seconds:.3f}"})
             print(rows[-1], file=sys.stderr)

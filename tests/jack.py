@@ -10,7 +10,7 @@ import numpy as np
 RATE, PERIOD = 44100, 1024
 
 
-def start_server(name: str, log=subprocess.DEVNULL, timeout: float = 15.0) -> subprocess.Popen:
+def start_server(name: str, log=subprocess.DEVNULL, timeout: float = 45.0) -> subprocess.Popen:
     """``jackd -d dummy`` named ``name``, once a client can connect to it (RuntimeError when it does not start)."""
     import jack
 

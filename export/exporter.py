@@ -19,6 +19,8 @@ import numpy as np
 import torch
 
 from stream_dc.activity import VoiceActivity
+from stream_dc.apps.helptext import DefaultsFormatter
+from stream_dc.apps.report import Reporter
 from stream_dc.bundle import BundleConfig, sha256_of, write_bundle
 from stream_dc.features import FeatureConfig
 from training.model import (
@@ -250,7 +252,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="stream-dc export", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        formatter_class=DefaultsFormatter, prog="stream-dc export", description=__doc__.splitlines()[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
     return run(args)
@@ -261,15 +264,14 @@ def run(args) -> int:
         summary = export_checkpoint(args.checkpoint, args.out, args.weights, args.tolerance,
                                     mask_softness=args.mask_softness, mask_head_use=args.mask_head_use)
     except ExportError as error:
-        print(f"stream-dc export: error: {error}", file=sys.stderr)
-        return 1
+        return Reporter("export").error(str(error))
     from stream_dc.bundle import load_bundle
 
     from .sanity import check_bundle
 
     warning = check_bundle(args.out, load_bundle(args.out).config.provenance)
     if warning:
-        print(f"stream-dc export: warning: {warning}", file=sys.stderr)
+        Reporter("export").warning(warning)
     detail = (f"int8 vs float32: mean cosine {summary['mean_cosine_vs_float32']:.5f}, largest difference "
               f"{summary['max_abs_vs_float32']:.3f}" if args.weights == "int8" else
               f"{args.weights} storage changes embeddings by at most {summary['storage_vs_trained']:.1e}")

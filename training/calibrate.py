@@ -154,6 +154,8 @@ def voice_labels(model, stems: list, originals: dict, raw: LogMel, log_mel: LogM
 
 
 def main(argv: list[str] | None = None) -> int:
+    from stream_dc.apps.helptext import DefaultsFormatter
+    from stream_dc.apps.report import Reporter
     from stream_dc.apps.signals import exit_status, handle_stop_signals
     from stream_dc.bundle import BundleError, load_bundle, write_config
     from stream_dc.evaluation.datasets import DatasetError
@@ -162,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     from .data import compute_mixes, load_all
     from .recipe import add_arguments, find_clips
 
-    parser = argparse.ArgumentParser(prog="python -m training.calibrate", fromfile_prefix_chars="@",
+    parser = argparse.ArgumentParser(
+        formatter_class=DefaultsFormatter, prog="python -m training.calibrate", fromfile_prefix_chars="@",
                                      description="Measure a bundle's reference centroids and voice-label thresholds "
                                                  "on a recipe's training clips and write them into the bundle.")
     parser.add_argument("bundle", help="model bundle folder")
@@ -185,10 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         model = model_from_bundle(bundle).eval()
         references, labelling = voice_labels(model, stems, originals, raw, log_mel, args, torch.device("cpu"))
     except (DatasetError, BundleError, ValueError) as error:
-        print(f"calibrate: error: {error}", file=sys.stderr)
-        return 1
+        return Reporter("training.calibrate").error(str(error))
     except KeyboardInterrupt as interrupt:  # nothing written yet: the bundle is as it was
-        print("calibrate: interrupted; the bundle is unchanged", file=sys.stderr)
+        Reporter("training.calibrate").error("interrupted; the bundle is unchanged")
         return exit_status(interrupt)
     config.voice_centroid = np.asarray(references["voice"], np.float32)
     config.accompaniment_centroid = np.asarray(references["accompaniment"], np.float32)

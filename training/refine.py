@@ -171,6 +171,8 @@ def fit_mask_refiner(separator, refs: list[TrackRef], frame_step: int = 6, alone
 
 
 def main(argv: list[str] | None = None) -> int:
+    from stream_dc.apps.helptext import DefaultsFormatter
+    from stream_dc.apps.report import Reporter
     from stream_dc.apps.signals import exit_status, handle_stop_signals
     from stream_dc.bundle import BundleError, load_bundle, write_config
     from stream_dc.evaluation.datasets import DatasetError
@@ -178,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from .recipe import add_arguments, find_clips
 
-    parser = argparse.ArgumentParser(prog="python -m training.refine", fromfile_prefix_chars="@",
+    parser = argparse.ArgumentParser(
+        formatter_class=DefaultsFormatter, prog="python -m training.refine", fromfile_prefix_chars="@",
                                      description="Fit a bundle's per-bin mask refiner on a recipe's training clips "
                                                  "and write it into the bundle.")
     parser.add_argument("bundle", help="model bundle folder")
@@ -208,10 +211,9 @@ def main(argv: list[str] | None = None) -> int:
                                                args.mir1k_clips, args.refiner_hidden, args.refiner_steps, args.seed,
                                                nets, bundle.config.mask_refiner, log)
     except (DatasetError, BundleError, ValueError) as error:
-        print(f"mask refiner: error: {error}", file=sys.stderr)
-        return 1
+        return Reporter("training.refine").error(str(error))
     except KeyboardInterrupt as interrupt:  # nothing written yet: the bundle is as it was
-        print("mask refiner: interrupted; the bundle is unchanged", file=sys.stderr)
+        Reporter("training.refine").error("interrupted; the bundle is unchanged")
         return exit_status(interrupt)
     config = bundle.config
     config.mask_refiner = refiner

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import distributed as dist
 
+from stream_dc.apps.helptext import DefaultsFormatter
+from stream_dc.apps.report import Reporter
 from stream_dc.apps.signals import exit_status, handle_stop_signals
 from stream_dc.bundle import BundleError, load_bundle
 from stream_dc.evaluation.datasets import DatasetError
@@ -516,7 +518,8 @@ def _progress(total: int, description: str, enabled: bool):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="stream-dc train", description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(
+        formatter_class=DefaultsFormatter, prog="stream-dc train", description=__doc__.splitlines()[0],
                                      fromfile_prefix_chars="@")
     add_arguments(parser)
     args = parser.parse_args(argv)
@@ -526,10 +529,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         train(args)
     except (DatasetError, BundleError, ValueError) as error:
-        print(f"stream-dc train: error: {error}", file=sys.stderr)
-        return 1
+        return Reporter("train").error(str(error))
     except KeyboardInterrupt as interrupt:
-        print("stream-dc train: interrupted; continue with --resume", file=sys.stderr)
+        Reporter("train").error("interrupted; continue with --resume")
         return exit_status(interrupt)
     return 0
 

@@ -118,6 +118,8 @@ def fit_voice_activity(stems: list[Stems], config: MixingConfig, log_mel: LogMel
 
 
 def main(argv: list[str] | None = None) -> int:
+    from stream_dc.apps.helptext import DefaultsFormatter
+    from stream_dc.apps.report import Reporter
     from stream_dc.apps.signals import exit_status, handle_stop_signals
     from stream_dc.bundle import BundleError, load_bundle, write_config
     from stream_dc.evaluation.datasets import DatasetError
@@ -127,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     from .data import load_all
     from .recipe import add_arguments, find_clips, mixing_config
 
-    parser = argparse.ArgumentParser(prog="python -m training.voice_activity", fromfile_prefix_chars="@",
+    parser = argparse.ArgumentParser(
+        formatter_class=DefaultsFormatter, prog="python -m training.voice_activity", fromfile_prefix_chars="@",
                                      description="Fit a bundle's frame voice-activity gate on a recipe's training "
                                                  "clips and write it into the bundle.")
     parser.add_argument("bundle", help="model bundle folder")
@@ -163,10 +166,9 @@ def main(argv: list[str] | None = None) -> int:
                                                       args.seed, log)
             config.provenance["voice_activity"] = statistics
     except (DatasetError, BundleError, ValueError) as error:
-        print(f"voice activity: error: {error}", file=sys.stderr)
-        return 1
+        return Reporter("training.voice_activity").error(str(error))
     except KeyboardInterrupt as interrupt:  # nothing written yet: the bundle is as it was
-        print("voice activity: interrupted; the bundle is unchanged", file=sys.stderr)
+        Reporter("training.voice_activity").error("interrupted; the bundle is unchanged")
         return exit_status(interrupt)
     activity.offset = args.offset
     config.voice_activity = activity

@@ -15,21 +15,11 @@ import sys
 from .. import __version__
 from ..options import SYNTHESIS_WINDOWS_MS, SeparationOptions
 from ..presets import KEEP, PRESETS
+from .helptext import DefaultsFormatter
 from .report import Reporter
 from .signals import exit_status, handle_stop_signals
 
 PLAY_PRESET = "balanced"  # see the README: play reads ahead, so a look-ahead preset costs no waiting
-
-
-class DefaultsFormatter(argparse.HelpFormatter):
-    """Help that shows each option's default, where it has one worth showing."""
-
-    def _get_help_string(self, action):
-        text = action.help or ""
-        if "%(default)" not in text and "default" not in text and action.default not in (None, False, True) \
-                and action.default is not argparse.SUPPRESS and action.option_strings:
-            text += " (default: %(default)s)"
-        return text
 
 
 def finite_float(text: str) -> float:

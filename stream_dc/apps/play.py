@@ -104,9 +104,10 @@ class PlaySession:
     def _summary(self, player: Player, status: int, failure: str | None, device_failed: bool) -> int:
         self.report.end_status()
         state = player.state
+        where = "".join(f"; underrun in song {song + 1} at {seconds:.1f} s" for song, seconds in state.underrun_at[:3])
         self.report.info(f"stopped at {state.songs[min(state.song, len(state.songs) - 1)]} "
                          f"{state.position / state.sample_rate:.1f} s: real-time factor "
-                         f"{state.real_time_factor:.3f}, underruns {state.underruns}")
+                         f"{state.real_time_factor:.3f}, underruns {state.underruns}{where}")
         if device_failed:
             abandon_portaudio(sounddevice())
         if failure:

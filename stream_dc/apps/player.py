@@ -80,6 +80,7 @@ class PlayerState:
     voice_db: float = VOICE_OFF_DB
     key: float = 0.0
     underruns: int = 0
+    underrun_at: list = field(default_factory=list)  # (song, seconds into it) of the first underruns
     voice_level: float = 0.0  # RMS of the last block played, voice and accompaniment
     backing_level: float = 0.0
     latency_ms: float = 0.0
@@ -293,12 +294,17 @@ class Player:
         if final:
             tail = processor.flush_stems()
             vocals, accompaniment = np.concatenate([vocals, tail[0]]), np.concatenate([accompaniment, tail[1]])
-        vocals, accompaniment = aligner.trim(vocals, accompaniment)
+        stems = np.concatenate(aligner.trim(vocals, accompaniment), axis=1)
         self.state.render_seconds += time.perf_counter() - started
         self.state.rendered_seconds += len(block) / self.sample_rate
-        if len(vocals) and not self._put(Chunk(generation, song, made, np.concatenate([vocals, accompaniment], 1))):
-            return None
-        return made + len(vocals)
+        # in pieces of a block at most: the song's last latency's worth comes from one flush, and the mixer, which
+        # works a fraction of a second ahead of playback, must never meet seconds of work at once
+        for start in range(0, len(stems), RENDER_BLOCK):
+            piece = stems[start:start + RENDER_BLOCK]
+            if not self._put(Chunk(generation, song, made, piece)):
+                return None
+            made += len(piece)
+        return made
 
     def _yield_to_the_mixer(self) -> None:
         """The renderer is seconds ahead, the mixer only a fraction of a second: while the mixer's reserve is under
@@ -377,6 +383,8 @@ class Player:
         if len(stems) < frames:
             if self.played_generation == generation and not state.finished:
                 state.underruns += 1  # the song was playing and its next samples were not ready
+                if len(state.underrun_at) < 10:
+                    state.underrun_at.append((state.song, state.position / self.sample_rate))
             stems = np.concatenate([stems, np.zeros((frames - len(stems), 2 * channels), np.float32)])
         voice, accompaniment = stems[:, :channels], stems[:, channels:]
         target = voice_gain(state.voice_db)

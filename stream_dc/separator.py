@@ -29,10 +29,11 @@ from .bundle import Bundle, BundleError, load_bundle
 from .cluster import evenly_spread, kmeans, nearest, voice_clusters
 from .features import LogMel
 from .frontend import AnalysisFrontEnd
-from .inference import EmbeddingModel
+from .inference import EmbeddingModel, thread_setting
 from .keyshift import AlignedKeyShift
 from .masks import MelMaskTrack, gated_voice_mask
 from .options import SeparationOptions
+from .parallel import SlicePool, cores
 from .synthesis import make_synthesis
 
 
@@ -72,6 +73,7 @@ class Separator:
         self.resolved = options.resolve(bundle)
         self.options, self.bundle = options, self.resolved.bundle
         self.model = EmbeddingModel(self.bundle, options.device, options.threads)
+        self.pool = SlicePool(thread_setting(options.threads, cores()))  # offline synthesis's numpy work
         _check_head(self.model, self.resolved.head_use, self.bundle)
         self.chunk_model = None  # ChunkedEmbeddingModel, for --mode stream with a chunked preset
         config = self.bundle.config
@@ -111,7 +113,7 @@ class Separator:
         masks, n_samples = self.offline_masks(source)
         synthesis = make_synthesis(self.reconstruction, self.bundle.config.features, source.sample_rate,
                                    source.channels, MelMaskTrack.from_array(masks), self.refiner, self.wiener,
-                                   self.window_hops)
+                                   self.window_hops, self.pool)
         del masks  # the synthesis discards the frames it has read
         if self.options.key:
             write = _KeyChange(self.options.key, source.sample_rate, source.channels, write)

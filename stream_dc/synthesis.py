@@ -26,6 +26,7 @@ import numpy as np
 
 from .features import FeatureConfig
 from .masks import InverseMel, MaskProjector, MelMaskTrack
+from .parallel import SERIAL, SlicePool
 from .refine import MaskRefiner, bin_frequencies
 from .resample import Resampler
 from .stft import STREAM_WINDOW_HOPS, FrameAnalyzer, OverlapAdd, StftGeometry
@@ -138,11 +139,12 @@ class ProjectionSynthesis(_Stage):
     """Mel masks projected onto each channel's STFT at the input rate; see the module docstring."""
 
     def __init__(self, features: FeatureConfig, sample_rate: int, channels: int, track: MelMaskTrack,
-                 refiner: MaskRefiner | None = None, wiener: bool = False, window_hops: int = STREAM_WINDOW_HOPS):
+                 refiner: MaskRefiner | None = None, wiener: bool = False, window_hops: int = STREAM_WINDOW_HOPS,
+                 pool: SlicePool = SERIAL):
         self.geometry = StftGeometry.for_rate(sample_rate, window_hops)
         self.projector = MaskProjector(features, sample_rate, self.geometry.n_fft, self.geometry.hop)
         self.features, self.sample_rate, self.channels, self.track = features, sample_rate, channels, track
-        self.refiner = refiner
+        self.refiner, self.pool = refiner, pool
         # stereo only: on one channel the filter is the masks, and beyond two its general form costs channels^3 per bin
         # and its gain was only ever measured on stereo mixes
         self.wiener = wiener and channels == 2
@@ -171,12 +173,12 @@ class ProjectionSynthesis(_Stage):
     def _apply(self, spectra: np.ndarray, mel_masks: np.ndarray) -> np.ndarray:
         """The voice's spectra ``(frames, bins, channels)``; the accompaniment is the mixture minus the voice."""
         masks = self.voice_masks(spectra, mel_masks)
-        return wiener_voice(spectra, masks) if self.wiener else spectra * masks[:, :, None]
+        return wiener_voice(spectra, masks, self.pool) if self.wiener else spectra * masks[:, :, None]
 
     def voice_masks(self, spectra: np.ndarray, mel_masks: np.ndarray) -> np.ndarray:
         """Masks ``(frames, bins)`` on the native STFT: the projected mel masks, refined when there is a refiner."""
         masks = self.projector.project(mel_masks)
-        return masks if self.refiner is None else self.refiner.refine(masks, spectra, self.frequencies)
+        return masks if self.refiner is None else self.refiner.refine(masks, spectra, self.frequencies, self.pool)
 
     def synthesise(self) -> tuple[np.ndarray, np.ndarray]:
         if self.wiener:  # the filter reads a segment at a time: wait for one (or the end), then hand it over whole
@@ -237,11 +239,12 @@ class InverseMelSynthesis(_Stage):
 
 
 def make_synthesis(reconstruction: str, features: FeatureConfig, sample_rate: int, channels: int, track: MelMaskTrack,
-                   refiner: MaskRefiner | None = None, wiener: bool = False, window_hops: int = STREAM_WINDOW_HOPS):
-    """The synthesis for ``reconstruction`` reading ``track``; the mask refiner, the Wiener filter and the window
-    length (in hops) apply to projection only."""
+                   refiner: MaskRefiner | None = None, wiener: bool = False, window_hops: int = STREAM_WINDOW_HOPS,
+                   pool: SlicePool = SERIAL):
+    """The synthesis for ``reconstruction`` reading ``track``; the mask refiner, the Wiener filter, the window
+    length (in hops) and the threads of ``pool`` apply to projection only."""
     if reconstruction == "projection":
-        return ProjectionSynthesis(features, sample_rate, channels, track, refiner, wiener, window_hops)
+        return ProjectionSynthesis(features, sample_rate, channels, track, refiner, wiener, window_hops, pool)
     if reconstruction == "inverse-mel":
         return InverseMelSynthesis(features, sample_rate, channels, track)
     raise ValueError(f"unknown reconstruction {reconstruction!r}: choose one of {', '.join(RECONSTRUCTIONS)}")

@@ -34,6 +34,10 @@ def cluster_voice_mask(embeddings: np.ndarray, centroids: np.ndarray, voice_flag
     if softness <= 0 or voice_flags.all() or not voice_flags.any():
         return voice_flags[nearest(points, centroids)].reshape(frames, bands).astype(np.float32)
     distance = np.sqrt(np.maximum(squared_distances(points, centroids), 0.0))
+    if len(centroids) == 2:  # the softmax of two is a logistic function of the distances' difference
+        voice, rest = (0, 1) if voice_flags[0] else (1, 0)
+        z = np.clip(softness * (distance[:, rest] - distance[:, voice]), -60.0, 60.0)
+        return (1.0 / (1.0 + np.exp(-z))).reshape(frames, bands).astype(np.float32)
     logits = -softness * distance
     logits -= logits.max(axis=1, keepdims=True)
     posterior = np.exp(logits)

@@ -43,11 +43,12 @@ class _MaskedStft:
     complementary mask (overlap-add reconstructs the mixture) at half the inverse FFTs.
     """
 
-    def __init__(self, geometry: StftGeometry, channels: int, positions, complementary: bool = False):
+    def __init__(self, geometry: StftGeometry, channels: int, positions, complementary: bool = False,
+                 pool: SlicePool = SERIAL):
         self.geometry = geometry
-        self.analyzer = FrameAnalyzer(geometry, channels, geometry.first_frame)
-        self.voice = OverlapAdd(geometry, channels)
-        self.accompaniment = None if complementary else OverlapAdd(geometry, channels)
+        self.analyzer = FrameAnalyzer(geometry, channels, geometry.first_frame, pool)
+        self.voice = OverlapAdd(geometry, channels, pool)
+        self.accompaniment = None if complementary else OverlapAdd(geometry, channels, pool)
         self.mixture = np.zeros((0, channels), np.float32)  # input samples not yet synthesised (complementary)
         self.positions = positions  # native frame indices -> analysis positions
         self.pending: deque[tuple[int, np.ndarray]] = deque()
@@ -160,7 +161,8 @@ class ProjectionSynthesis(_Stage):
         return self.geometry.n_fft / 2
 
     def reset(self) -> None:
-        self.stft = _MaskedStft(self.geometry, self.channels, self.projector.analysis_positions, complementary=True)
+        self.stft = _MaskedStft(self.geometry, self.channels, self.projector.analysis_positions, complementary=True,
+                                pool=self.pool)
         self.total: int | None = None
         self.emitted = self.n_in = 0
 

@@ -62,3 +62,21 @@ def test_inverse_mel_recovers_a_magnitude_that_the_filterbank_maps_back():
     assert not np.any(inverse.apply(spectra.astype(np.complex64), np.zeros((4, features.n_mels), np.float32)))
     kept = inverse.apply(spectra.astype(np.complex64), np.ones((4, features.n_mels), np.float32))
     np.testing.assert_allclose(np.angle(kept[:, 2:-2]), np.angle(spectra[:, 2:-2]), atol=1e-4)
+
+
+def test_soft_masks_of_two_clusters_are_the_posterior_over_any_number_of_clusters():
+    """Two clusters take a shortcut (a logistic function of the distances' difference): it is the softmax posterior
+    that three clusters get, and a third centroid far away changes nothing."""
+    from stream_dc.masks import cluster_voice_mask
+
+    rng = np.random.default_rng(9)
+    embeddings = rng.standard_normal((20, 40, 4)).astype(np.float32)
+    centroids = rng.standard_normal((2, 4)).astype(np.float32)
+    far = np.concatenate([centroids, np.full((1, 4), 1e4, np.float32)])
+    for flags in ([True, False], [False, True]):
+        two = cluster_voice_mask(embeddings, centroids, np.array(flags), 3.0)
+        three = cluster_voice_mask(embeddings, far, np.array(flags + [False]), 3.0)
+        np.testing.assert_allclose(two, three, atol=1e-6)
+        distances = np.linalg.norm(embeddings[..., None, :] - centroids, axis=-1)  # (frames, bands, 2)
+        weights = np.exp(-3.0 * distances)
+        np.testing.assert_allclose(two, weights[..., flags.index(True)] / weights.sum(-1), atol=1e-6)

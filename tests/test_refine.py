@@ -170,7 +170,7 @@ def test_fitting_sees_the_masks_and_spectra_that_synthesis_refines():
         def __init__(self):
             self.masks, self.spectra = [], []
 
-        def refine(self, masks, spectra, frequencies):
+        def refine(self, masks, spectra, frequencies, pool=None):
             self.masks.append(masks)
             self.spectra.append(spectra)
             return masks

@@ -76,7 +76,8 @@ def test_offline_separation_filters_stereo_by_segments_and_keeps_the_mixture(bun
     assert error_db(vocals, vocals_plain) < 40  # the filter changed the vocals
 
     segments = []
-    monkeypatch.setattr(synthesis, "wiener_voice", lambda x, m: segments.append(len(x)) or wiener_voice(x, m))
+    monkeypatch.setattr(synthesis, "wiener_voice",
+                        lambda x, m, pool: segments.append(len(x)) or wiener_voice(x, m, pool))
     again, _ = Separator(bundle, device="cpu").separate(mix, rate)
     np.testing.assert_array_equal(again, vocals)
     block_frames = -(-BLOCK // hop)  # frames in one block read
@@ -106,3 +107,16 @@ def test_more_than_two_channels_keep_their_masks_and_cost_what_the_channels_do(b
     np.testing.assert_array_equal(with_filter, without)
     with pytest.raises(ValueError, match="one or two channels"):
         wiener_voice(spectra(frames=3, bins=5, channels=3, seed=1), np.zeros((3, 5), np.float32))
+
+
+def test_a_stereo_mix_with_equal_channels_gets_the_voices_share_of_it():
+    """Equal channels (a mono recording saved as stereo) make the mixture's spatial model singular but for its
+    regularising diagonal: the filter still gives each bin the voice's power share of the first estimates,
+    ``g^2 / (g^2 + (1 - g)^2)`` with ``g = m^0.5 / (m^0.5 + (1 - m)^0.5)``, on both channels."""
+    x = spectra(frames=40, bins=33, channels=1, seed=11)
+    stereo = np.concatenate([x, x], axis=2)
+    masks = np.random.default_rng(12).uniform(0, 1, x.shape[:2]).astype(np.float32)
+    share = np.sqrt(masks) / (np.sqrt(masks) + np.sqrt(1 - masks))
+    expected = share ** 2 / (share ** 2 + (1 - share) ** 2)
+    filtered = wiener_voice(stereo, masks)
+    np.testing.assert_allclose(filtered, stereo * expected[:, :, None], rtol=1e-4, atol=1e-6)

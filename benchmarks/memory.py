@@ -3,12 +3,14 @@
     python benchmarks/memory.py [--minutes 1 60] [--offline-minutes 60]
 
 Audio is generated on the fly (the song looped) and piped in, so the input never sits in this process's memory;
-the peak resident set size of each command comes from the kernel (``wait4``). Writes
-benchmarks/results/memory.csv and memory.txt.
+the peak resident set size of each command comes from the kernel (``wait4``). The offline run goes through
+``benchmarks/stages.py``, which also says during which stage the peak grew (decode, features, network,
+clustering, refiner, Wiener, synthesis, write). Writes benchmarks/results/memory.csv and memory.txt.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -23,6 +25,7 @@ from benchmarks.common import machine, music, table, write_csv, write_report  # 
 from stream_dc.pcm import encode_pcm  # noqa: E402
 
 CLI = [sys.executable, "-m", "stream_dc"]
+STAGES = [sys.executable, str(Path(__file__).with_name("stages.py"))]
 RATE, CHANNELS = 44100, 2
 
 
@@ -50,19 +53,21 @@ def stream_peak(minutes: float, preset: str) -> dict:
             "seconds": f"{time.perf_counter() - started:.0f}"}
 
 
-def separate_peak(minutes: float) -> dict:
+def separate_peak(minutes: float) -> tuple[dict, list[dict]]:
+    """The offline run's row, and its stages' rows (``stages.StageClock.rows``)."""
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "long.wav"
+        path, stages = Path(folder) / "long.wav", Path(folder) / "stages.json"
         block = music(60.0, RATE, CHANNELS)
         with sf.SoundFile(path, "w", RATE, CHANNELS, subtype="PCM_16") as handle:
             for _ in range(int(minutes)):
                 handle.write(block)
         started = time.perf_counter()
-        process = subprocess.Popen(CLI + ["separate", str(path), "-o", folder, "-q"])
+        process = subprocess.Popen(STAGES + [str(60 * minutes), str(stages), "--", "separate", str(path), "-o",
+                                             folder, "-q"])
         code, peak = peak_of(process)
         assert code == 0
-        return {"command": "separate (offline)", "minutes": minutes, "peak_mb": f"{peak:.0f}",
-                "seconds": f"{time.perf_counter() - started:.0f}"}
+        return ({"command": "separate (offline)", "minutes": minutes, "peak_mb": f"{peak:.0f}",
+                 "seconds": f"{time.perf_counter() - started:.0f}"}, json.loads(stages.read_text())["rows"])
 
 
 def main() -> int:
@@ -72,10 +77,14 @@ def main() -> int:
     parser.add_argument("--preset", default="balanced")
     args = parser.parse_args()
     rows = [stream_peak(m, args.preset) for m in args.minutes]
+    text = ""
     if args.offline_minutes:
-        rows.append(separate_peak(args.offline_minutes))
+        row, stages = separate_peak(args.offline_minutes)
+        rows.append(row)
+        text = (f"\nseparate, {args.offline_minutes:g} minutes: where the peak grew (MB) and the time went\n"
+                + table(stages, ["stage", "peak_growth_mb", "seconds", "rtf", "share"]))
     report = write_report("memory.txt", f"machine: {machine()}; 44.1 kHz stereo\n"
-                          + table(rows, ["command", "minutes", "peak_mb", "seconds"]))
+                          + table(rows, ["command", "minutes", "peak_mb", "seconds"]) + text)
     print(f"wrote {write_csv('memory.csv', rows)} and {report}")
     return 0
 

@@ -10,26 +10,35 @@ the peak rose.
 
     with StageClock() as clock:
         cli.main(["separate", "song.wav", "-o", "out"])
-    print(clock.table(audio_seconds))
+    print(clock.rows(audio_seconds))
+
+As a script it runs one ``stream-dc`` command under the clock and writes the rows as JSON:
+
+    python benchmarks/stages.py SECONDS_OF_AUDIO OUT.json -- separate song.wav -o out
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import resource
+import sys
 import time
 from collections import defaultdict
+from pathlib import Path
 
-from stream_dc import separator as separator_module
-from stream_dc import synthesis as synthesis_module
-from stream_dc.engines import _Engine
-from stream_dc.files import StemWriter
-from stream_dc.frontend import AnalysisFrontEnd
-from stream_dc.inference import ChunkedEmbeddingModel, EmbeddingModel
-from stream_dc.keyshift import AlignedKeyShift
-from stream_dc.refine import MaskRefiner
-from stream_dc.separator import Separator
-from stream_dc.synthesis import InverseMelSynthesis, ProjectionSynthesis
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from stream_dc import separator as separator_module  # noqa: E402
+from stream_dc import synthesis as synthesis_module  # noqa: E402
+from stream_dc.engines import _Engine  # noqa: E402
+from stream_dc.files import StemWriter  # noqa: E402
+from stream_dc.frontend import AnalysisFrontEnd  # noqa: E402
+from stream_dc.inference import ChunkedEmbeddingModel, EmbeddingModel  # noqa: E402
+from stream_dc.keyshift import KeyShift  # noqa: E402
+from stream_dc.refine import MaskRefiner  # noqa: E402
+from stream_dc.separator import Separator  # noqa: E402
+from stream_dc.synthesis import InverseMelSynthesis, ProjectionSynthesis  # noqa: E402
 
 STAGES = ("decode", "features", "network", "clustering", "refiner", "wiener", "synthesis", "key change", "write",
           "other")
@@ -45,7 +54,7 @@ WRAPPED = [
     (synthesis_module, "wiener_voice", "wiener"),
     (ProjectionSynthesis, "process", "synthesis"), (ProjectionSynthesis, "flush", "synthesis"),
     (InverseMelSynthesis, "process", "synthesis"), (InverseMelSynthesis, "flush", "synthesis"),
-    (AlignedKeyShift, "process", "key change"), (AlignedKeyShift, "flush", "key change"),
+    (KeyShift, "process", "key change"), (KeyShift, "flush", "key change"),
     (StemWriter, "write", "write"), (StemWriter, "commit", "write"),
 ]
 
@@ -151,3 +160,19 @@ class StageClock:
                 for stage in STAGES if stage in self.seconds] + [
                 {"stage": "total", "seconds": f"{total:.2f}", "rtf": f"{total / audio_seconds:.4f}", "share": "100%",
                  "peak_growth_mb": f"{sum(self.peak_growth_mb.values()):.0f}"}]
+
+
+def main() -> int:
+    seconds, out, separator, *command = sys.argv[1:]
+    if separator != "--":
+        raise SystemExit("usage: python benchmarks/stages.py SECONDS_OF_AUDIO OUT.json -- COMMAND [ARGS...]")
+    from stream_dc.apps import cli
+
+    with StageClock() as clock:
+        status = cli.main(command)
+    Path(out).write_text(json.dumps({"rows": clock.rows(float(seconds)), "peak_mb": clock.peak_mb, "status": status}))
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -189,11 +189,8 @@ class Separator:
         candidates = [i for i, (_, first, end) in enumerate(spans) if active[first:end].any()]
         fit_index = evenly_spread(candidates, self.fit_windows)
         cached = self._embed_windows(log_mel, spans, fit_index)
-        points = np.concatenate([embeddings[active[spans[i][1]:spans[i][2]]]
-                                 for i, (embeddings, _, _) in cached.items()])
         rng = np.random.default_rng(self.seed)
-        if len(points) > self.fit_points:
-            points = points[rng.choice(len(points), self.fit_points, replace=False)]
+        points = self._fit_sample(cached, [active[spans[i][1]:spans[i][2]] for i in cached], rng)
         centroids = kmeans(points, 2, seed=self.seed)
         voice_flags = voice_clusters(centroids, config.voice_centroid, config.accompaniment_centroid,
                                      *config.voice_thresholds)
@@ -206,6 +203,24 @@ class Separator:
             self._assign(self._embed_windows(log_mel, spans, pending[group:group + self.batch_size]), spans, masks,
                          centroids, voice_flags)
         return masks
+
+    def _fit_sample(self, cached: dict, actives: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+        """The embeddings ``(n, dim)`` that k-means fits: those of the active bins (``actives``, each ``(decided,
+        n_mels)`` bool) of the windows in ``cached`` (see ``_embed_windows``), in order, or ``fit_points`` of them
+        drawn at random (gathered from each window, not copied whole first)."""
+        embeddings = [entry[0].reshape(-1, entry[0].shape[-1]) for entry in cached.values()]
+        positions = [np.flatnonzero(active) for active in actives]  # the active bins of each window
+        counts = np.array([len(p) for p in positions])
+        if counts.sum() <= self.fit_points:
+            return np.concatenate([e[p] for e, p in zip(embeddings, positions)])
+        chosen = rng.choice(int(counts.sum()), self.fit_points, replace=False)  # indices over all active bins
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        window = np.searchsorted(offsets, chosen, side="right") - 1
+        points = np.empty((len(chosen), embeddings[0].shape[1]), np.float32)
+        for w, (e, p) in enumerate(zip(embeddings, positions)):
+            taken = window == w
+            points[taken] = e[p[chosen[taken] - offsets[w]]]
+        return points
 
     def _embed_windows(self, log_mel: np.ndarray, spans: list, indices: list[int]) -> dict:
         """Window index -> the embeddings ``(decided, n_mels, dim)``, normalised log-mel ``(decided, n_mels)`` and

@@ -193,3 +193,17 @@ def test_golden_masks_of_the_shipped_model():
         f"frame means: median difference {np.median(frame_differences):.4f}, largest {frame_differences.max():.4f}")
     assert got["vocals_share_offline"] == pytest.approx(expected["vocals_share_offline"], abs=0.005)
     assert got["vocals_share_live"] == pytest.approx(expected["vocals_share_live"], abs=0.005)
+
+
+def test_the_fit_sample_is_drawn_as_from_all_active_bins_at_once(bundle):
+    """The embeddings k-means fits are gathered window by window, and are exactly those (in the same order) that
+    drawing from all the windows' active bins put together gives."""
+    rng = np.random.default_rng(3)
+    cached = {i: (rng.standard_normal((50, 8, 4)).astype(np.float32), None, None) for i in (0, 2, 5)}
+    actives = [rng.random((50, 8)) < share for share in (0.2, 0.9, 0.5)]
+    separator = Separator(bundle, device="cpu", fit_points=300)
+    every = np.concatenate([embeddings[active] for (embeddings, _, _), active in zip(cached.values(), actives)])
+    expected = every[np.random.default_rng(7).choice(len(every), 300, replace=False)]
+    np.testing.assert_array_equal(separator._fit_sample(cached, actives, np.random.default_rng(7)), expected)
+    separator.fit_points = 10_000  # fewer active bins than that: all of them, in order
+    np.testing.assert_array_equal(separator._fit_sample(cached, actives, np.random.default_rng(7)), every)

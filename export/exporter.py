@@ -6,7 +6,9 @@ With int8 weights the float32 graph is checked against PyTorch first, then the q
 float32 one (mean cosine similarity of the embeddings and largest difference). If any check fails the export
 fails and nothing is written; otherwise the bundle is written atomically (``model.onnx`` + ``config.json``).
 The bundle also holds the chunked graph of the same weights (``model_chunked.onnx``, the live preset's
-latency-controlled BLSTM), verified the same way against PyTorch's chunked computation.
+latency-controlled BLSTM), verified the same way against PyTorch's chunked computation, and an int8 bundle the
+GPU graph (``model_gpu.onnx``: float16 weights, for CUDA; see ``export.gpu_graph``), verified against PyTorch with
+the same float16-rounded weights.
 """
 from __future__ import annotations
 
@@ -33,12 +35,14 @@ from training.model import (
 
 from .onnx_graph import (
     CHUNK_NAME,
+    GPU_WEIGHTS,
     INPUT_NAME,
     MASK_NAME,
     OUTPUT_NAME,
     STATE_NAMES,
     STATE_OUT_NAMES,
     build_chunked_model,
+    build_gpu_model,
     build_model,
     quantize_int8,
     round_to_storage,
@@ -163,9 +167,10 @@ def load_checkpoint(checkpoint: Path) -> tuple[dict, DeepClusteringNet]:
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, weight_dtype: str = "float16",
                       tolerance: float = 1e-4, window_frames: int = 500, seed: int = 0,
                       quantized_min_cosine: float = 0.999, quantized_max_abs: float = 0.1,
-                      mask_softness: float = 0.0, mask_head_use: str = "off") -> dict:
+                      mask_softness: float = 0.0, mask_head_use: str = "off", gpu_graph: bool = True) -> dict:
     """Export ``checkpoint`` to the bundle ``out_dir``; returns a summary dict. Raises ExportError. ``mask_head_use``
-    is how the runtime joins a Chimera network's mask head to the cluster masks by default."""
+    is how the runtime joins a Chimera network's mask head to the cluster masks by default; ``gpu_graph`` adds the
+    GPU graph to an int8 bundle."""
     checkpoint = Path(checkpoint)
     state, trained = load_checkpoint(checkpoint)
     config = trained.config
@@ -191,14 +196,23 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, weight_dtype:
                               f"{largest:.3f}): bundle not written; export with --weights float16 instead")
     chunked_bytes, chunked = export_chunked(config, stored, features[:, :CHUNK_CHECK_FRAMES], weight_dtype, graph_dtype,
                                             tolerance, quantized_min_cosine, quantized_max_abs)
+    gpu_bytes, gpu = None, {}
+    if weight_dtype == "int8" and gpu_graph:
+        gpu_bytes = build_gpu_model(inference_weights(trained), config.n_mels, config.embedding_dim)
+        gpu_error = verify(gpu_bytes, model_with_folded_weights(config, round_to_storage(stored, GPU_WEIGHTS)),
+                           features)
+        if not gpu_error <= tolerance:
+            raise ExportError(f"the GPU graph and PyTorch differ by {gpu_error:.2e} (tolerance {tolerance:.0e}): "
+                              "bundle not written")
+        gpu = {"gpu_vs_torch_max_abs": gpu_error}
     # effect of the weight storage precision on the trained network's output
     storage_error = largest_difference(torch_heads(model_with_folded_weights(config, stored), features),
                                        torch_heads(trained, features))
     measured = {"onnx_vs_torch_max_abs": onnx_error, "storage_vs_trained_max_abs": storage_error, **quantization,
-                "chunked": chunked}
+                "chunked": chunked, **gpu}
     bundle_config = _bundle_config(state, trained, checkpoint, weight_dtype, window_frames, mask_softness, measured)
     bundle_config.mask_head_use = mask_head_use
-    write_bundle(out_dir, bundle_config, model_bytes, chunked_bytes)
+    write_bundle(out_dir, bundle_config, model_bytes, chunked_bytes, gpu_bytes)
     return {"bundle": str(out_dir), "bytes": len(model_bytes), "onnx_vs_torch": onnx_error,
             "storage_vs_trained": storage_error, **quantization, "chunked": chunked}
 
@@ -246,6 +260,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mask-softness", type=float, default=4.0, metavar="ALPHA",
                         help="the bundle's default masks: > 0 soft, softmax(-ALPHA x distance) (default 4, as the "
                              "shipped model: soft masks measure better than binary ones); 0 binary, as the paper")
+    parser.add_argument("--no-gpu-graph", dest="gpu_graph", action="store_false",
+                        help="leave out the GPU graph (model_gpu.onnx, 19 MB: float16 weights for CUDA) of an int8 "
+                             "bundle")
     parser.add_argument("--mask-head-use", choices=("off", "average", "mask"), default="off",
                         help="a Chimera network's default: off (the cluster masks), average (their mean with the "
                              "head's mask) or mask (the head's alone); --mask-head at run time overrides it")
@@ -262,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
 def run(args) -> int:
     try:
         summary = export_checkpoint(args.checkpoint, args.out, args.weights, args.tolerance,
-                                    mask_softness=args.mask_softness, mask_head_use=args.mask_head_use)
+                                    mask_softness=args.mask_softness, mask_head_use=args.mask_head_use,
+                                    gpu_graph=args.gpu_graph)
     except ExportError as error:
         return Reporter("export").error(str(error))
     from stream_dc.bundle import load_bundle

@@ -99,6 +99,16 @@ def build_model(weights: dict, n_mels: int, embedding_dim: int, weight_dtype: st
         metadata)
 
 
+GPU_WEIGHTS = "float16"  # the GPU graph's weight storage (export.gpu_graph says why)
+
+
+def build_gpu_model(weights: dict, n_mels: int, embedding_dim: int) -> bytes:
+    """``build_model`` with float16 storage (computed in float32): the window graph for CUDA, which has no int8
+    LSTM kernels."""
+    return build_model(round_to_storage(weights, GPU_WEIGHTS), n_mels, embedding_dim, GPU_WEIGHTS,
+                       metadata={"producer": "stream-dc export", "weights": GPU_WEIGHTS, "for": "CUDA"})
+
+
 CHUNK_NAME, STATE_NAMES, STATE_OUT_NAMES = "chunk", ("state_h", "state_c"), ("state_h_out", "state_c_out")
 
 

@@ -25,6 +25,7 @@ from .refine import MaskRefiner
 BUNDLE_FORMAT = 1
 MODEL_FILE = "model.onnx"
 CHUNKED_MODEL_FILE = "model_chunked.onnx"  # optional: the same network one chunk at a time (the live preset)
+GPU_MODEL_FILE = "model_gpu.onnx"  # optional: model.onnx with float weights, for CUDA (which has no int8 LSTM)
 CONFIG_FILE = "config.json"
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "models" / "default"
 
@@ -53,6 +54,7 @@ class BundleConfig:
     voice_activity: VoiceActivity | None = None  # frame voice-activity gate on the voice masks (activity.py)
     mask_refiner: MaskRefiner | None = None  # per-bin correction of the masks at synthesis (refine.py)
     chunked_model_sha256: str | None = None  # set when the bundle holds model_chunked.onnx
+    gpu_model_sha256: str | None = None  # set when the bundle holds model_gpu.onnx
     mask_head_use: str = "off"  # how a Chimera network's mask head joins the cluster masks (masks.HEAD_USES)
     input_name: str = "features"
     output_name: str = "embeddings"
@@ -76,6 +78,7 @@ class BundleConfig:
             "voice_thresholds": [float(v) for v in self.voice_thresholds],
             "mask_softness": float(self.mask_softness),
             **({"chunked_model_sha256": self.chunked_model_sha256} if self.chunked_model_sha256 else {}),
+            **({"gpu_model_sha256": self.gpu_model_sha256} if self.gpu_model_sha256 else {}),
             **({"mask_head_use": self.mask_head_use} if self.mask_head_use != "off" else {}),
             **({"voice_activity": self.voice_activity.to_dict()} if self.voice_activity is not None else {}),
             **({"mask_refiner": self.mask_refiner.to_dict()} if self.mask_refiner is not None else {}),
@@ -104,6 +107,7 @@ class BundleConfig:
                 voice_thresholds=tuple(float(v) for v in values.get("voice_thresholds", (CLEAR_VOICE, WEAK_VOICE))),
                 mask_softness=float(values.get("mask_softness", 0.0)),
                 chunked_model_sha256=values.get("chunked_model_sha256"),
+                gpu_model_sha256=values.get("gpu_model_sha256"),
                 mask_head_use=str(values.get("mask_head_use", "off")),
                 voice_activity=(VoiceActivity.from_dict(values["voice_activity"])
                                 if values.get("voice_activity") is not None else None),
@@ -143,16 +147,24 @@ class BundleConfig:
 
 @dataclass
 class Bundle:
-    """A loaded, verified model bundle."""
+    """A loaded, verified model bundle. Its GPU graph, which only a CUDA session needs, is read (and checked) when
+    first asked for: ``gpu_model_bytes()``."""
 
     directory: Path
     config: BundleConfig
     model_bytes: bytes
     chunked_model_bytes: bytes | None = None
+    _gpu_model_bytes: bytes | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
         return self.directory.name
+
+    def gpu_model_bytes(self) -> bytes | None:
+        """``model_gpu.onnx``, verified against its checksum, or None when the bundle has none."""
+        if self._gpu_model_bytes is None and self.config.gpu_model_sha256:
+            self._gpu_model_bytes = _verified(self.directory, GPU_MODEL_FILE, self.config.gpu_model_sha256)
+        return self._gpu_model_bytes
 
 
 def sha256_of(data: bytes) -> str:
@@ -189,14 +201,21 @@ def load_bundle(directory: str | Path | None = None) -> Bundle:
                           "bundle")
     chunked_bytes = None
     if config.chunked_model_sha256:
-        chunked_path = directory / CHUNKED_MODEL_FILE
-        if not chunked_path.is_file():
-            raise BundleError(f"model bundle {directory} has no {CHUNKED_MODEL_FILE} though its config.json names one")
-        chunked_bytes = chunked_path.read_bytes()
-        if sha256_of(chunked_bytes) != config.chunked_model_sha256:
-            raise BundleError(f"{chunked_path} does not match its config.json (checksum differs): corrupt or "
-                              "mismatched bundle")
+        chunked_bytes = _verified(directory, CHUNKED_MODEL_FILE, config.chunked_model_sha256)
+    if config.gpu_model_sha256 and not (directory / GPU_MODEL_FILE).is_file():
+        raise BundleError(f"model bundle {directory} has no {GPU_MODEL_FILE} though its config.json names one")
     return Bundle(directory=directory, config=config, model_bytes=model_bytes, chunked_model_bytes=chunked_bytes)
+
+
+def _verified(directory: Path, file_name: str, checksum: str) -> bytes:
+    """The bytes of an optional graph of the bundle that its config.json names, checked against ``checksum``."""
+    path = directory / file_name
+    if not path.is_file():
+        raise BundleError(f"model bundle {directory} has no {file_name} though its config.json names one")
+    data = path.read_bytes()
+    if sha256_of(data) != checksum:
+        raise BundleError(f"{path} does not match its config.json (checksum differs): corrupt or mismatched bundle")
+    return data
 
 
 def write_config(directory: str | Path, config: BundleConfig) -> None:
@@ -206,12 +225,24 @@ def write_config(directory: str | Path, config: BundleConfig) -> None:
         temporary.write_text(json.dumps(config.to_dict(), indent=1) + "\n", encoding="utf-8")
 
 
+def write_gpu_model(directory: str | Path, gpu_model_bytes: bytes) -> None:
+    """Add (or replace) the GPU graph of an existing bundle: the graph first, then its checksum in config.json, each
+    file replaced atomically."""
+    directory = Path(directory)
+    config = load_bundle(directory).config
+    with replaced_on_success(directory / GPU_MODEL_FILE) as temporary:
+        temporary.write_bytes(gpu_model_bytes)
+    config.gpu_model_sha256 = sha256_of(gpu_model_bytes)
+    write_config(directory, config)
+
+
 def write_bundle(directory: str | Path, config: BundleConfig, model_bytes: bytes,
-                 chunked_model_bytes: bytes | None = None) -> Path:
+                 chunked_model_bytes: bytes | None = None, gpu_model_bytes: bytes | None = None) -> Path:
     """Write a bundle atomically: the files go to a temporary sibling directory that is then renamed."""
     directory = Path(directory)
     config.model_sha256 = sha256_of(model_bytes)
     config.chunked_model_sha256 = sha256_of(chunked_model_bytes) if chunked_model_bytes else None
+    config.gpu_model_sha256 = sha256_of(gpu_model_bytes) if gpu_model_bytes else None
     config.validate()
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = create_temporary(directory.parent, f".{directory.name}.", folder=True)
@@ -219,6 +250,8 @@ def write_bundle(directory: str | Path, config: BundleConfig, model_bytes: bytes
         (staging / MODEL_FILE).write_bytes(model_bytes)
         if chunked_model_bytes:
             (staging / CHUNKED_MODEL_FILE).write_bytes(chunked_model_bytes)
+        if gpu_model_bytes:
+            (staging / GPU_MODEL_FILE).write_bytes(gpu_model_bytes)
         (staging / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=1) + "\n", encoding="utf-8")
         if directory.exists():
             backup = directory.with_name(f".{directory.name}.old")

@@ -120,6 +120,7 @@ def check_config(values: dict) -> None:
     _numbers(values, "accompaniment_centroid", dim)
     _text(values, "model_sha256")
     _text(values, "chunked_model_sha256", required=False)
+    _text(values, "gpu_model_sha256", required=False)
     for name in ("input_name", "output_name"):
         _text(values, name, required=False)
     for name in ("architecture", "provenance"):

@@ -2,7 +2,10 @@
 graph that streams the same network a few frames at a time.
 
 The execution provider is chosen at run time: CUDA when onnxruntime has it (the ``onnxruntime-gpu`` package) and
-the caller allows it, the CPU otherwise. ``EmbeddingModel.provider`` names the one that runs.
+the caller allows it, the CPU otherwise. ``EmbeddingModel.provider`` names the one that runs. On CUDA the window
+network runs the bundle's GPU graph (``model_gpu.onnx``: float weights) when it has one: CUDA has no kernels for
+the int8 graph's quantised LSTM, which would run on the CPU between copies. The chunked graph stays int8 (see
+``export.gpu_graph``).
 """
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import os
 
 import numpy as np
 
-from .bundle import Bundle, BundleError
+from .bundle import GPU_MODEL_FILE, MODEL_FILE, Bundle, BundleError
 
 DEVICES = ("auto", "cpu", "cuda")
 MASK_OUTPUT = "voice_mask"  # a Chimera network's second head: a voice mask per bin
@@ -48,6 +51,14 @@ def thread_setting(threads: int | None, default: int | None = None) -> int | Non
     return threads or int(os.environ.get("STREAM_DC_THREADS", "0")) or default
 
 
+def window_graph(bundle: Bundle, providers: list[str]) -> tuple[bytes, str]:
+    """The window network's graph to run on ``providers`` (best first) and its file name: the GPU graph for CUDA when
+    the bundle has one, ``model.onnx`` otherwise."""
+    if providers[0] == "CUDAExecutionProvider" and bundle.config.gpu_model_sha256:
+        return bundle.gpu_model_bytes(), GPU_MODEL_FILE
+    return bundle.model_bytes, MODEL_FILE
+
+
 def _session(bundle: Bundle, model_bytes: bytes, device: str, threads: int | None, file_name: str):
     """An onnxruntime session for ``model_bytes`` and the provider it runs on; ``--device cuda`` never falls back
     to the CPU silently (onnxruntime does when CUDA fails to start)."""
@@ -82,7 +93,8 @@ class EmbeddingModel:
 
     def __init__(self, bundle: Bundle, device: str = "auto", threads: int | None = None):
         self.config = bundle.config
-        self.session, self.provider = _session(bundle, bundle.model_bytes, device, threads, "model.onnx")
+        model_bytes, self.file_name = window_graph(bundle, choose_providers(device))
+        self.session, self.provider = _session(bundle, model_bytes, device, threads, self.file_name)
         self._check_signature(bundle)
         self.has_mask = MASK_OUTPUT in [o.name for o in self.session.get_outputs()]
         self.outputs = [self.config.output_name] + ([MASK_OUTPUT] if self.has_mask else [])
@@ -91,14 +103,16 @@ class EmbeddingModel:
         config = self.config
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if [i.name for i in inputs] != [config.input_name] or config.output_name not in [o.name for o in outputs]:
-            raise BundleError(f"{bundle.directory}/model.onnx does not have the inputs/outputs its config.json names")
+            raise BundleError(f"{bundle.directory}/{self.file_name} does not have the inputs/outputs its config.json "
+                              "names")
         in_shape = inputs[0].shape
         out_shape = next(o.shape for o in outputs if o.name == config.output_name)
         if len(in_shape) != 3 or in_shape[2] != config.features.n_mels:
-            raise BundleError(f"model.onnx takes {in_shape}, expected (batch, frames, {config.features.n_mels})")
+            raise BundleError(f"{self.file_name} takes {in_shape}, expected (batch, frames, {config.features.n_mels})")
         expected = [config.features.n_mels, config.embedding_dim]
         if len(out_shape) != 4 or list(out_shape[2:]) != expected:
-            raise BundleError(f"model.onnx gives {out_shape}, expected (batch, frames, {expected[0]}, {expected[1]})")
+            raise BundleError(f"{self.file_name} gives {out_shape}, expected (batch, frames, {expected[0]}, "
+                              f"{expected[1]})")
 
     @property
     def device_name(self) -> str:

@@ -65,7 +65,7 @@ class Separator:
     """
 
     def __init__(self, bundle: Bundle | str | None = None, options: SeparationOptions | None = None, *,
-                 fit_windows: int = 32, fit_points: int = 40_000, batch_size: int = 4, seed: int = 0,
+                 fit_windows: int = 32, fit_points: int = 40_000, batch_size: int | None = None, seed: int = 0,
                  keep_analysis: bool = False, **changes):
         options = (options or SeparationOptions()).changed(**changes)
         if bundle is not None and not isinstance(bundle, Bundle):
@@ -79,6 +79,8 @@ class Separator:
         config = self.bundle.config
         self.log_mel = LogMel(config.features, config.feature_mean, config.feature_std)
         self.mode, self.reconstruction = options.mode, options.reconstruction
+        # windows per network run: a GPU takes many at once (more would not fit a laptop GPU's memory at 500 frames)
+        batch_size = batch_size or (16 if self.model.device_name == "cuda" else 4)
         self.fit_windows, self.fit_points, self.batch_size, self.seed = fit_windows, fit_points, batch_size, seed
         self.keep_analysis = keep_analysis
         self.mask_softness = self.resolved.mask_softness

@@ -23,11 +23,12 @@ from .signals import exit_status
 STEMS = ("vocals", "accompaniment")
 
 
-def describe_model(bundle, provider: str) -> str:
+def describe_model(bundle, provider: str, file_name: str = "model.onnx") -> str:
     arch = bundle.config.architecture
     size = f"{arch.get('layers', '?')}x{arch.get('hidden', '?')} BLSTM" if arch else "model"
     heads = ", two heads" if arch.get("mask_head") else ""
-    return f"model {bundle.directory} ({size}{heads}, {arch.get('weights', 'float32')} weights) on {provider}"
+    weights = "float16" if file_name == "model_gpu.onnx" else arch.get("weights", "float32")
+    return f"model {bundle.directory} ({size}{heads}, {weights} weights) on {provider}"
 
 
 class SeparateSession:
@@ -56,8 +57,8 @@ class SeparateSession:
             separator = Separator(options=self.options, keep_analysis=self.plot)
         except (BundleError, DeviceError, ValueError) as error:
             return self.report.error(str(error))
-        self.report.info(f"{describe_model(separator.bundle, separator.provider)}, {self.options.mode} mode, "
-                         f"{self.options.reconstruction} reconstruction")
+        model = describe_model(separator.bundle, separator.provider, separator.model.file_name)
+        self.report.info(f"{model}, {self.options.mode} mode, {self.options.reconstruction} reconstruction")
         failures, used = 0, set()
         for number, path in enumerate(paths, 1):
             folder = self.out / _unique(output_folder_name(path.name), used)

@@ -89,6 +89,9 @@ class _MaskedStft:
 
     def synthesise(self, track: MelMaskTrack, apply) -> tuple[np.ndarray, np.ndarray]:
         voice_parts, accompaniment_parts = [], []
+        oldest = self.oldest_position()
+        if oldest is not None and track.readable(np.array([oldest]))[0]:
+            self.join_pending()  # the frames of every block since the masks last moved, in one call of ``apply``
         while self.pending:
             first, spectra = self.pending[0]
             positions = self.positions(first, len(spectra))

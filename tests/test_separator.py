@@ -207,3 +207,23 @@ def test_the_fit_sample_is_drawn_as_from_all_active_bins_at_once(bundle):
     np.testing.assert_array_equal(separator._fit_sample(cached, actives, np.random.default_rng(7)), expected)
     separator.fit_points = 10_000  # fewer active bins than that: all of them, in order
     np.testing.assert_array_equal(separator._fit_sample(cached, actives, np.random.default_rng(7)), every)
+
+
+def test_features_grow_past_a_length_the_header_understates(bundle):
+    """The offline features are gathered in one array sized from the header's length: a header that announces too
+    few samples (a compressed file's estimate) still gives every frame, the same as a true one."""
+    from stream_dc.audio import AudioSource
+
+    audio = np.random.default_rng(8).standard_normal((44100 * 3, 2)).astype(np.float32) * 0.1
+    true = AudioSource.from_array(audio, 44100)
+    short = AudioSource(44100, 2, 1000, true.blocks)
+    separator = Separator(bundle, device="cpu")
+    expected, samples = separator.analyse(true)
+    np.testing.assert_array_equal(separator.analyse(short)[0], expected)
+    assert samples == len(audio) and len(expected) == separator_frames(separator, len(audio))
+
+
+def separator_frames(separator, samples):
+    from stream_dc.frontend import AnalysisFrontEnd
+
+    return AnalysisFrontEnd(separator.log_mel, 44100).frames_for(samples)

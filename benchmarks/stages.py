@@ -5,8 +5,9 @@ Wiener, synthesis, key change, write) for the length of a ``with`` block. Time i
 stage's function runs, its wall-clock time goes to that stage, not to the stage that called it (the Wiener step's
 time is not also synthesis's); what no stage claims is ``other`` (Python start-up excluded: the clock starts with
 the block). The work a stage hands to threads (onnxruntime's, the synthesis's slice pool) counts as the wall-clock
-time the stage waits for it. The peak resident memory's growth is charged the same way: to the stage running when
-the peak rose.
+time the stage waits for it. The stages themselves must run in one thread (``separate`` and ``stream`` do; the
+player's and ``live``'s threads would mix their stacks). The peak resident memory's growth is charged the same
+way: to the stage running when the peak rose.
 
     with StageClock() as clock:
         cli.main(["separate", "song.wav", "-o", "out"])
@@ -126,8 +127,6 @@ class StageClock:
         setattr(owner, name, replacement)
 
     def __enter__(self) -> "StageClock":
-        for owner, name, stage in WRAPPED:
-            self._patch(owner, name, self.timed(getattr(owner, name), stage))
         clock = self
         separate_source = Separator.separate_source
 
@@ -135,8 +134,14 @@ class StageClock:
             return separate_source(separator, dataclasses.replace(source, blocks=clock._timed_blocks(source.blocks)),
                                    write)
 
-        self._patch(Separator, "separate_source", timed_separate_source)
         self._last, self._peak = time.perf_counter(), _peak_mb()
+        try:
+            for owner, name, stage in WRAPPED:
+                self._patch(owner, name, self.timed(getattr(owner, name), stage))
+            self._patch(Separator, "separate_source", timed_separate_source)
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:

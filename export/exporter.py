@@ -214,7 +214,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, weight_dtype:
     bundle_config.mask_head_use = mask_head_use
     write_bundle(out_dir, bundle_config, model_bytes, chunked_bytes, gpu_bytes)
     return {"bundle": str(out_dir), "bytes": len(model_bytes), "onnx_vs_torch": onnx_error,
-            "storage_vs_trained": storage_error, **quantization, "chunked": chunked}
+            "storage_vs_trained": storage_error, **quantization, "chunked": chunked, **gpu}
 
 
 def _bundle_config(state: dict, trained: DeepClusteringNet, checkpoint: Path, weight_dtype: str, window_frames: int,
@@ -293,6 +293,8 @@ def run(args) -> int:
     detail = (f"int8 vs float32: mean cosine {summary['mean_cosine_vs_float32']:.5f}, largest difference "
               f"{summary['max_abs_vs_float32']:.3f}" if args.weights == "int8" else
               f"{args.weights} storage changes embeddings by at most {summary['storage_vs_trained']:.1e}")
+    if "gpu_vs_torch_max_abs" in summary:
+        detail += f"; GPU graph (float16) vs PyTorch max difference {summary['gpu_vs_torch_max_abs']:.1e}"
     print(f"wrote {summary['bundle']} ({summary['bytes'] / 1e6:.1f} MB model; float graph vs PyTorch max difference "
           f"{summary['onnx_vs_torch']:.1e}; {detail})", file=sys.stderr)
     return 0

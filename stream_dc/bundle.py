@@ -202,8 +202,6 @@ def load_bundle(directory: str | Path | None = None) -> Bundle:
     chunked_bytes = None
     if config.chunked_model_sha256:
         chunked_bytes = _verified(directory, CHUNKED_MODEL_FILE, config.chunked_model_sha256)
-    if config.gpu_model_sha256 and not (directory / GPU_MODEL_FILE).is_file():
-        raise BundleError(f"model bundle {directory} has no {GPU_MODEL_FILE} though its config.json names one")
     return Bundle(directory=directory, config=config, model_bytes=model_bytes, chunked_model_bytes=chunked_bytes)
 
 

@@ -8,6 +8,7 @@ library thread pool serves: the work items are a handful of slices per segment, 
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
@@ -29,6 +30,7 @@ class SlicePool:
     def __init__(self, threads: int = 1):
         self.threads = max(1, threads)
         self._executor: ThreadPoolExecutor | None = None
+        self._starting = threading.Lock()  # two callers of one pool start one executor
 
     def run(self, work: Callable[[slice], None], total: int, size: int) -> None:
         parts = [slice(start, min(start + size, total)) for start in range(0, total, max(1, size))]
@@ -36,8 +38,9 @@ class SlicePool:
             for part in parts:
                 work(part)
             return
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="stream-dc numpy")
+        with self._starting:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="stream-dc numpy")
         futures = [self._executor.submit(work, part) for part in parts]
         try:
             for future in futures:
@@ -48,9 +51,10 @@ class SlicePool:
             raise
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
+        with self._starting:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True, cancel_futures=True)
+                self._executor = None
 
 
 SERIAL = SlicePool(1)  # the calling thread alone

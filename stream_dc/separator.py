@@ -58,7 +58,10 @@ class Separator:
     returns ``(vocals, accompaniment)`` of the same shape. The options are a ``SeparationOptions`` (``options``)
     with any of its fields given by name changed (``wiener=False``); ``bundle`` (a loaded bundle or a folder)
     overrides the options' model. ``mode='stream'`` runs the streaming processor instead (with its ``latency``
-    preset) and trims its latency, so the result aligns with the input. Offline only: ``wiener`` applies the
+    preset) and trims its latency, so the result aligns with the input. Offline, the synthesis shares its work among
+    ``options.threads`` threads (default one per core); the commands also limit BLAS to one thread, whose own
+    threads would compete with them (a program can do the same with ``threadpoolctl.threadpool_limits(1,
+    "blas")``). Offline only: ``wiener`` applies the
     multichannel Wiener post-filter (``stream_dc.wiener``), ``channel_masks`` averages a two-channel input's masks
     over its downmix and each channel, and ``synthesis_window_ms`` sets the synthesis STFT's window. ``key``
     shifts both stems by that many semitones, keeping their length.
@@ -145,7 +148,8 @@ class Separator:
         """Log-mel features ``(frames, n_mels)`` of the whole source's downmix (or of one ``channel``) and its
         length in samples (counted, since compressed formats may report an approximate length)."""
         frontend = AnalysisFrontEnd(self.log_mel, source.sample_rate)
-        log_mel = _GrowingRows(self.log_mel.config.n_mels, frontend.frames_for(source.frames))
+        expected = min(frontend.frames_for(source.frames), MAX_EXPECTED_FRAMES)  # a damaged header may say anything
+        log_mel = _GrowingRows(self.log_mel.config.n_mels, expected)
         for block in source.blocks():
             log_mel.add(frontend.process(check_block(block) if channel is None else block[:, channel:channel + 1]))
         if frontend.n_in == 0:
@@ -257,6 +261,9 @@ class Separator:
         for block in source.blocks():
             write(*aligner.trim(*processor.process_stems(block)))
         write(*aligner.trim(*processor.flush_stems()))
+
+
+MAX_EXPECTED_FRAMES = 2 * 3600 * 125  # two hours of 8 ms frames: what a header's length is trusted with at most
 
 
 class _GrowingRows:

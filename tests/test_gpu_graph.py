@@ -41,16 +41,29 @@ def test_cuda_runs_the_gpu_graph_and_the_cpu_the_int8_one(bundle, tmp_path, monk
     (plain / "config.json").write_text(json.dumps(config))
     (plain / "model_gpu.onnx").unlink()
     assert window_graph(load_bundle(plain), CUDA)[1] == "model.onnx"  # an older bundle: the int8 graph, as before
-    # a CUDA session, as far as this machine allows: the graph chosen for CUDA loads and runs (on the CPU here)
+    # a CUDA session, as far as this machine allows: the session is a CPU one, reported as CUDA
     from stream_dc import inference
 
+    real_session = inference._session
     monkeypatch.setattr(inference, "choose_providers", lambda device: CUDA)
+    monkeypatch.setattr(inference, "_session", lambda bundle, data, device, threads, name: (
+        real_session(bundle, data, "cpu", threads, name)[0], "CUDAExecutionProvider"))
     model = EmbeddingModel(bundle, "auto")
     assert model.file_name == "model_gpu.onnx"
     assert model.embed(np.zeros((1, 50, bundle.config.features.n_mels), np.float32)).shape[:2] == (1, 50)
 
 
-def test_a_damaged_or_missing_gpu_graph_is_refused(bundle, tmp_path):
+def test_cuda_that_does_not_start_runs_the_int8_graph_on_the_cpu(bundle, monkeypatch):
+    """onnxruntime-gpu installed, CUDA offered but not starting (here: not there): ``auto`` falls back to the CPU,
+    which runs the int8 graph, not the float one."""
+    from stream_dc import inference
+
+    monkeypatch.setattr(inference, "choose_providers", lambda device: CUDA)
+    model = EmbeddingModel(bundle, "auto")
+    assert model.provider == "CPUExecutionProvider" and model.file_name == "model.onnx"
+
+
+def test_a_damaged_or_missing_gpu_graph_is_refused_when_it_is_needed(bundle, tmp_path):
     damaged = tmp_path / "damaged"
     shutil.copytree(bundle.directory, damaged)
     (damaged / "model_gpu.onnx").write_bytes(b"not a graph")
@@ -58,8 +71,10 @@ def test_a_damaged_or_missing_gpu_graph_is_refused(bundle, tmp_path):
     with pytest.raises(BundleError, match="model_gpu.onnx does not match"):
         loaded.gpu_model_bytes()
     (damaged / "model_gpu.onnx").unlink()
+    missing = load_bundle(damaged)  # a bundle without it still serves the CPU
+    assert EmbeddingModel(missing, "cpu").file_name == "model.onnx"
     with pytest.raises(BundleError, match="has no model_gpu.onnx though its config.json names one"):
-        load_bundle(damaged)
+        missing.gpu_model_bytes()
 
 
 @pytest.mark.parametrize("gpu_graph", [True, False])

@@ -68,8 +68,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="onnxruntime device: auto uses CUDA when onnxruntime-gpu is installed")
     parser.add_argument("--threads", type=whole_number(1, 256), metavar="N",
-                        help="onnxruntime's CPU threads (default: one per core; live: 1, which leaves the other cores "
-                             "to the audio callbacks and other programs; the STREAM_DC_THREADS variable sets it too)")
+                        help="onnxruntime's CPU threads, and offline synthesis's (default: one per core; live: 1, "
+                             "which leaves the other cores to the audio callbacks and other programs; the "
+                             "STREAM_DC_THREADS variable sets it too)")
 
 
 def add_offline_arguments(parser: argparse.ArgumentParser) -> None:

@@ -102,14 +102,15 @@ def stem_subtype(file_format: str, input_subtype: str, bits: str | None) -> str:
 class StemWriter:
     """Writes one stem through an exclusive temporary sibling; ``commit()`` renames it into place, ``abort()``
     removes it. Write errors become ``OSError`` naming the file (``ENOSPC`` when the device is full). PCM formats
-    clip to full scale; float and compressed ones keep what they are given."""
+    clip to full scale (``clipped`` counts the samples that went past it); float and compressed ones keep what they
+    are given."""
 
     def __init__(self, path: Path, sample_rate: int, channels: int, subtype: str, file_format: str = "wav"):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.temporary, descriptor = open_temporary(self.path.parent, f".{self.path.name}.", ".part")
         self.clip = subtype.startswith("PCM")
-        self.frames = 0
+        self.frames = self.clipped = 0
         try:
             self.file = sf.SoundFile(descriptor, "w", samplerate=sample_rate, channels=channels, subtype=subtype,
                                      format=FORMATS[file_format][0], closefd=True)
@@ -131,7 +132,10 @@ class StemWriter:
     def write(self, block: np.ndarray) -> None:
         if len(block):
             try:
-                self.file.write(np.clip(block, -1.0, 1.0) if self.clip else block)
+                if self.clip:
+                    self.clipped += int(np.count_nonzero(np.abs(block) > 1.0))
+                    block = np.clip(block, -1.0, 1.0)
+                self.file.write(block)
             except (sf.LibsndfileError, RuntimeError) as error:
                 raise self._os_error(error) from None
             self.frames += len(block)

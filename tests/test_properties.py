@@ -91,9 +91,14 @@ def test_separate_either_separates_correctly_or_refuses_in_one_line(tmp_path_fac
         mixture, _ = sf.read(path, dtype="float64", always_2d=True)
         assert got_rate == info.samplerate and vocals.shape == accompaniment.shape == mixture.shape
         assert np.all(np.isfinite(vocals)) and np.all(np.isfinite(accompaniment))
-        tolerance = 1e-3 if info.subtype.startswith("PCM") else 1e-4 * max(1.0, float(np.max(np.abs(mixture))))
-        assert np.max(np.abs(vocals + accompaniment - mixture), initial=0.0) <= tolerance + 2 ** -15
-        assert lines == []
+        pcm = info.subtype.startswith("PCM")
+        tolerance = 1e-3 if pcm else 1e-4 * max(1.0, float(np.max(np.abs(mixture))))
+        error = np.abs(vocals + accompaniment - mixture).max(axis=1)
+        # a stem of a loud mix can peak above full scale: integer files clip it there, and say so
+        full = (np.maximum(np.abs(vocals), np.abs(accompaniment)) >= 1 - 2 ** -14).any(axis=1) if pcm else False
+        assert np.max(error[~full], initial=0.0) <= tolerance + 2 ** -15
+        warned = [line for line in lines if "went past full scale" in line and "--bits float" in line]
+        assert lines == warned and (np.max(error, initial=0.0) <= tolerance + 2 ** -15 or warned), lines
     else:
         assert status == 1 and len(lines) == 1, lines
         assert lines[0].startswith(f"stream-dc separate: error: {path}: "), lines

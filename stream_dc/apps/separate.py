@@ -125,6 +125,10 @@ class SeparateSession:
         seconds = time.perf_counter() - started
         duration = writers[0].frames / source.sample_rate
         self.report.end_status()
+        for stem, writer in zip(STEMS, writers):
+            if writer.clipped:  # a stem of a loud mix can peak above the mix itself
+                self.report.warning(f"{quoted(path)}: the {stem} went past full scale at {writer.clipped} samples, "
+                                    f"clipped in its {subtype} file (--bits float keeps them)")
         self.report.info(f"{quoted(path)} -> {folder}/ ({duration:.1f} s of audio in {seconds:.1f} s, real-time "
                          f"factor {seconds / max(duration, 1e-9):.3f})")
 

@@ -91,3 +91,21 @@ def test_stream_bad_parameters(args, message):
     result = run(["stream"] + args, input=b"garbage bytes!")
     assert result.returncode != 0
     assert message in result.stderr.decode() and "Traceback" not in result.stderr.decode()
+
+
+def test_stream_says_when_integer_output_clipped():
+    """A full-scale square wave: the accompaniment overshoots its edges; s16 output clips it and says so, f32
+    output keeps it and says nothing."""
+    rate = 16000
+    t = np.arange(rate * 3) / rate
+    square = np.sign(np.sin(2 * np.pi * 220 * t) + 1e-9) * np.sign(np.sin(2 * np.pi * 3 * t) + 1e-9)
+    x = np.stack([square, square], axis=1).astype(np.float32)
+    said = {}
+    for dtype in ("s16", "f32"):
+        result = run(["stream", "--rate", str(rate), "--channels", "2", "--dtype", dtype, "--device", "cpu"],
+                     input=encode_pcm(x, dtype))
+        assert result.returncode == 0
+        said[dtype] = "went past full scale" in result.stderr.decode()
+        if dtype == "f32":
+            peak = np.abs(decode_pcm(result.stdout, "f32", 2)).max()
+    assert peak > 1.0 and said == {"s16": True, "f32": False}, (peak, said)

@@ -90,10 +90,13 @@ class PipeSession:
         reader = PcmReader(self.stdin, dtype, channels, limit=data_bytes)
         aligner = Aligner(latency if self.align else 0)
         n_in, busy, last_status = 0, 0.0, time.monotonic()
+        clipped = [0]  # output samples past full scale, which integer PCM clips
 
         def emit(block) -> None:
             block = aligner.trim(block)
             if len(block):
+                if dtype != "f32":
+                    clipped[0] += int(np.count_nonzero(np.abs(block) > 1.0))
                 self.stdout.write(encode_pcm(block, dtype))
                 self.stdout.flush()
 
@@ -115,6 +118,9 @@ class PipeSession:
         if reader.dropped_bytes:
             self.report.warning(f"dropped {reader.dropped_bytes} trailing bytes (not a whole {frame_bytes}-byte "
                                 "frame)")
+        if clipped[0]:  # the stems of a loud mix can peak above the mix itself
+            self.report.warning(f"the output went past full scale at {clipped[0]} samples, clipped in {dtype} "
+                                "(--dtype f32 keeps them)")
         if n_in:
             self.report.info(f"{n_in / rate:.1f} s processed, real-time factor {busy / (n_in / rate):.3f}, "
                              f"{processor.windows_run} windows")

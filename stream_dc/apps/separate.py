@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from ..audio import check_source
-from ..bundle import BundleError
+from ..bundle import GPU_MODEL_FILE, MODEL_FILE, BundleError
 from ..files import FORMATS, StemWriter, inside, output_folder_name, stem_subtype
 from ..inference import DeviceError
 from ..options import SeparationOptions
@@ -23,11 +23,11 @@ from .signals import exit_status
 STEMS = ("vocals", "accompaniment")
 
 
-def describe_model(bundle, provider: str, file_name: str = "model.onnx") -> str:
+def describe_model(bundle, provider: str, file_name: str = MODEL_FILE) -> str:
     arch = bundle.config.architecture
     size = f"{arch.get('layers', '?')}x{arch.get('hidden', '?')} BLSTM" if arch else "model"
     heads = ", two heads" if arch.get("mask_head") else ""
-    weights = "float16" if file_name == "model_gpu.onnx" else arch.get("weights", "float32")
+    weights = "float16" if file_name == GPU_MODEL_FILE else arch.get("weights", "float32")
     return f"model {bundle.directory} ({size}{heads}, {weights} weights) on {provider}"
 
 

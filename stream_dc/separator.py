@@ -82,8 +82,9 @@ class Separator:
         config = self.bundle.config
         self.log_mel = LogMel(config.features, config.feature_mean, config.feature_std)
         self.mode, self.reconstruction = options.mode, options.reconstruction
-        # windows per network run: a GPU takes many at once (more would not fit a laptop GPU's memory at 500 frames)
-        batch_size = batch_size or (16 if self.model.device_name == "cuda" else 4)
+        # windows per network run: a GPU takes many at once (more would not fit a laptop GPU's memory at 500 frames);
+        # on a 2-core CPU 8 ran 8% faster than 4 and 12 no faster
+        batch_size = batch_size or (16 if self.model.device_name == "cuda" else 8)
         self.fit_windows, self.fit_points, self.batch_size, self.seed = fit_windows, fit_points, batch_size, seed
         self.keep_analysis = keep_analysis
         self.mask_softness = self.resolved.mask_softness

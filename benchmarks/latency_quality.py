@@ -22,8 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import RESULTS, machine, table, write_csv, write_report  # noqa: E402
 from stream_dc.stream import PRESETS, StreamProcessor, get_preset  # noqa: E402
 
-SCHEDULES = ["paper", "balanced", "low", "hop=100,lookahead=0", "hop=25,lookahead=25", "live", "chunk=8,lookahead=4",
-             "chunk=8,lookahead=8", "chunk=8,lookahead=32", "chunk=4,lookahead=16", "chunk=16,lookahead=16"]
+SCHEDULES = ["paper", "balanced", "low", "hop=100,lookahead=0", "hop=25,lookahead=25", "live", "chunk=8,lookahead=16",
+             "chunk=16,lookahead=8", "chunk=8,lookahead=4", "chunk=8,lookahead=8", "chunk=8,lookahead=32",
+             "chunk=4,lookahead=16", "chunk=16,lookahead=16"]
 
 
 def evaluate(data: str, groups: str, jobs: int, extra: list[str], model: str | None) -> dict:

@@ -44,8 +44,8 @@ PRESETS = {
                               description="0.8 s hop, 0.8 s look-ahead"),
     "low": LatencyPreset("low", hop=40, lookahead=40, crossfade=16,
                          description="0.32 s hop, 0.32 s look-ahead"),
-    "live": LatencyPreset("live", hop=8, lookahead=16, crossfade=0, chunked=True,
-                          description="latency-controlled BLSTM: 64 ms chunks, 128 ms look-ahead"),
+    "live": LatencyPreset("live", hop=12, lookahead=12, crossfade=0, chunked=True,
+                          description="latency-controlled BLSTM: 96 ms chunks, 96 ms look-ahead"),
 }
 KEEP = ("accompaniment", "vocals")
 

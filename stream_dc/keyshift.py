@@ -1,13 +1,18 @@
 """Key change: a streaming pitch shifter, one more stage after synthesis (``process``/``flush``/``reset``/
 ``latency_samples``).
 
-A phase vocoder that transposes in the frequency domain: each frame of a 64 ms STFT with 8 ms hops (87.5 % overlap,
-at the input's rate) has its magnitudes and instantaneous frequencies read at ``bin / factor`` (linear
-interpolation) and the frequencies multiplied by ``factor = 2 ** (semitones / 12)``; output phases accumulate those
-frequencies from frame to frame, and overlap-add resynthesises. The duration is unchanged. All channels share one
-phase track (that of their sum), each channel keeping its phase offset to the sum at the source bin, so a stereo
-image (and stems that are mixed back together) stays coherent. At 0 semitones the stage gives its input back
-exactly, delayed; the key can change between blocks (``semitones``), taking effect at the next frame.
+A phase vocoder that transposes in the frequency domain, moving whole peaks (Laroche & Dolson, "New phase-vocoder
+techniques for pitch-shifting, harmonizing and other exotic effects", 1999): each frame of a 64 ms STFT with 8 ms
+hops (87.5 % overlap, at the input's rate) is cut into regions, each bin belonging to the nearest peak of the
+channels' sum, and each region is moved as one piece from its peak's bin ``p`` to ``round(p * factor)``, where
+``factor = 2 ** (semitones / 12)``, turned by a phase correction that makes the peak advance ``factor`` times as
+fast as it does (each bin's correction sums ``(factor - 1)`` times its measured phase advance, frame after frame).
+Moving a region whole keeps the phase relations between a partial's bins, so frames overlap-add in phase: on the
+example song the level changes by -1.3 dB at every shift from -12 to +5 semitones, where moving each bin on its own
+(this stage's first form) lost 3.9 dB at -2 and 5.3 dB at -12, and sounded phasey. The duration is unchanged. All
+channels move alike, so a stereo image (and stems that are mixed back together) stays coherent. At 0 semitones the
+stage gives its input back exactly, delayed; the key can change between blocks (``semitones``), taking effect at
+the next frame.
 
 Why our own and not a library (measured here): python-stretch 0.3.1 (Signalsmith Stretch) resets its state on
 every ``process`` call, so block by block its pitch depends on the block size (a 220 Hz tone shifted by -2
@@ -53,7 +58,7 @@ class KeyShift:
         self.synthesis.reset()
         self.output.reset()
         self.previous_phase = np.zeros(self.geometry.bins)
-        self.output_phase = np.zeros(self.geometry.bins, np.float64)
+        self.correction = np.zeros(self.geometry.bins, np.float64)
         self.n_in = 0
 
     def process(self, block: np.ndarray) -> np.ndarray:
@@ -72,7 +77,7 @@ class KeyShift:
         """Transposed spectra ``(frames, bins, channels)`` complex64 of ``(frames, bins, channels)`` spectra."""
         if not len(spectra):
             return spectra
-        reference = spectra.sum(axis=2)  # (frames, bins)
+        reference = spectra.sum(axis=2)  # (frames, bins): all channels share its peaks and frequencies
         # phases in float64: an advance of up to 2 pi x bins x hop / n_fft rad per frame (about 1100 rad) is
         # accumulated frame after frame, and float32's 1e-4 rad at that size would make the output drift
         phase = np.angle(reference.astype(np.complex128))
@@ -80,24 +85,44 @@ class KeyShift:
         deviation = phase - previous - self.expected_advance
         advance = self.expected_advance + (deviation + np.pi) % (2.0 * np.pi) - np.pi  # per hop, (frames, bins)
         self.previous_phase = phase[-1]
-        # each channel's spectrum turned to the sum's phase: |X_c| exp(i (angle X_c - angle sum))
-        turned = spectra * (np.conj(reference) / np.maximum(np.abs(reference), TINY))[:, :, None]
         factor = self.factor
-        if factor != 1.0:
-            bins = self.geometry.bins
-            source = np.arange(bins, dtype=np.float32) / np.float32(factor)
-            inside = source <= bins - 1  # nothing comes from past the top bin
-            lower = np.minimum(source.astype(np.int64), bins - 2)
-            upper_weight = np.where(inside, source - lower, 0.0).astype(np.float32)
-            lower_weight = np.where(inside, 1.0 - upper_weight, 0.0).astype(np.float32)
-            turned = lower_weight[:, None] * turned[:, lower] + upper_weight[:, None] * turned[:, lower + 1]
-            advance = factor * (lower_weight * advance[:, lower] + upper_weight * advance[:, lower + 1])
-        # accumulated frame after frame, never wrapped, so the phases do not depend on how the frames were batched
-        # (after an hour they are about 1e10 rad, still exact to 1e-5)
-        output_phase = self.output_phase + np.cumsum(advance, axis=0)  # (frames, bins)
-        self.output_phase = output_phase[-1]
-        rotation = np.exp(1j * (output_phase % (2.0 * np.pi)).astype(np.float32))
-        return (turned * rotation[:, :, None]).astype(np.complex64, copy=False)
+        # each bin's phase correction: a partial at this bin must advance factor times as fast as it does; summed
+        # frame after frame, never wrapped, so it does not depend on how the frames were batched (after an hour it
+        # is about 1e10 rad, still exact to 1e-5)
+        correction = self.correction + np.cumsum((factor - 1.0) * advance, axis=0)  # (frames, bins)
+        self.correction = correction[-1]
+        if factor == 1.0:
+            return spectra
+        peaks = _nearest_peaks(np.abs(reference))  # (frames, bins)
+        frames, bins, channels = spectra.shape
+        rows = np.arange(frames)[:, None]
+        target = np.rint(peaks * factor).astype(np.int64) - peaks + np.arange(bins)  # where each bin goes
+        rotation = np.exp(1j * (correction[rows, peaks] % (2.0 * np.pi))).astype(np.complex64)
+        moved = spectra * rotation[:, :, None]
+        kept = (target >= 0) & (target < bins)  # the top partials of an upward shift leave the band
+        slots = (rows * bins + target)[kept]
+        out = np.empty((frames * bins, channels), np.complex64)
+        for c in range(channels):
+            values = moved[:, :, c][kept]
+            out[:, c].real = np.bincount(slots, values.real, frames * bins)
+            out[:, c].imag = np.bincount(slots, values.imag, frames * bins)
+        return out.reshape(frames, bins, channels)
+
+
+def _nearest_peaks(magnitude: np.ndarray) -> np.ndarray:
+    """For each bin of ``(frames, bins)`` magnitudes, the nearest local maximum of its frame (greater than the two
+    bins on either side), ``(frames, bins)`` int64; a bin of a frame without one is its own."""
+    bins = magnitude.shape[1]
+    peak = np.zeros(magnitude.shape, bool)
+    inner = magnitude[:, 2:-2]
+    peak[:, 2:-2] = ((inner > magnitude[:, 1:-3]) & (inner > magnitude[:, :-4]) & (inner >= magnitude[:, 3:-1])
+                     & (inner >= magnitude[:, 4:]))
+    index = np.arange(bins)
+    below = np.maximum.accumulate(np.where(peak, index, -1), axis=1)  # the nearest peak at or below each bin
+    above = np.minimum.accumulate(np.where(peak, index, bins)[:, ::-1], axis=1)[:, ::-1]  # at or above
+    take_above = (above < bins) & ((below < 0) | (above - index < index - below))
+    nearest = np.where(take_above, above, below)
+    return np.where(nearest < 0, index, nearest)
 
 
 class AlignedKeyShift:

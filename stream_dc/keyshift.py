@@ -77,6 +77,10 @@ class KeyShift:
         """Transposed spectra ``(frames, bins, channels)`` complex64 of ``(frames, bins, channels)`` spectra."""
         if not len(spectra):
             return spectra
+        factor = self.factor
+        if factor == 1.0:  # the input as it is; only the last frame's phase is kept, for when the key moves
+            self.previous_phase = np.angle(spectra[-1].sum(axis=1).astype(np.complex128))
+            return spectra
         reference = spectra.sum(axis=2)  # (frames, bins): all channels share its peaks and frequencies
         # phases in float64: an advance of up to 2 pi x bins x hop / n_fft rad per frame (about 1100 rad) is
         # accumulated frame after frame, and float32's 1e-4 rad at that size would make the output drift
@@ -85,14 +89,11 @@ class KeyShift:
         deviation = phase - previous - self.expected_advance
         advance = self.expected_advance + (deviation + np.pi) % (2.0 * np.pi) - np.pi  # per hop, (frames, bins)
         self.previous_phase = phase[-1]
-        factor = self.factor
         # each bin's phase correction: a partial at this bin must advance factor times as fast as it does; summed
         # frame after frame, never wrapped, so it does not depend on how the frames were batched (after an hour it
         # is about 1e10 rad, still exact to 1e-5)
         correction = self.correction + np.cumsum((factor - 1.0) * advance, axis=0)  # (frames, bins)
         self.correction = correction[-1]
-        if factor == 1.0:
-            return spectra
         peaks = _nearest_peaks(np.abs(reference))  # (frames, bins)
         frames, bins, channels = spectra.shape
         rows = np.arange(frames)[:, None]

@@ -1,9 +1,12 @@
 """Real-time factor of offline separation and of every streaming preset, through the real commands, and where
 the time goes, stage by stage.
 
-    python benchmarks/speed.py [--seconds 60] [--repeats 3] [--model DIR] [--device cpu|cuda]
+    python benchmarks/speed.py [--seconds 60] [--repeats 3] [--paced-seconds 30] [--model DIR] [--device cpu|cuda]
 
-Each preset runs, and ``balanced`` once more with a key change (``--key -2``).
+Each preset runs, and ``balanced`` once more with a key change (``--key -2``). At 44.1 kHz, ``live`` runs once more
+as ``stream-dc live`` runs it, with one onnxruntime thread and its input arriving at the pace of real time in
+1024-frame blocks: work that comes in bursts finds the CPU's caches cold, and costs more than the same work done
+back to back.
 
 ``stream-dc separate`` runs on a WAV file; ``stream-dc stream`` reads raw PCM from a pipe. For each, the real-time
 factor is processing time / audio duration as the command reports it (``stream``: time spent in the processor;
@@ -22,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -48,6 +52,28 @@ def timed_runs(command: list[str], repeats: int, stdin: bytes | None = None) -> 
     return statistics.median(factors), statistics.median(walls)
 
 
+def paced_run(command: list[str], pcm: bytes, bytes_per_second: float, block_bytes: int) -> float:
+    """Real-time factor the command reports when its input arrives at the pace of real time, a block at a time, as
+    a sound card delivers it (``timed_runs`` feeds it as fast as it reads)."""
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def feed() -> None:
+        started = time.monotonic()
+        for offset in range(0, len(pcm), block_bytes):
+            process.stdin.write(pcm[offset:offset + block_bytes])
+            process.stdin.flush()
+            time.sleep(max(0.0, started + (offset + block_bytes) / bytes_per_second - time.monotonic()))
+        process.stdin.close()
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    stderr = process.stderr.read()
+    feeder.join()
+    if process.wait() != 0:
+        raise subprocess.CalledProcessError(process.returncode, command, stderr=stderr)
+    return float(re.search(rb"real-time factor ([0-9.]+)", stderr).group(1))
+
+
 def stage_rtfs(command: list[str], seconds: float, stdin: bytes | None = None) -> dict[str, str]:
     """Stage -> real-time factor of one run of the ``stream-dc`` command (its arguments after ``stream-dc``)."""
     with tempfile.TemporaryDirectory() as folder:
@@ -63,6 +89,8 @@ def main() -> int:
     parser.add_argument("--model", help="bundle folder (default: the shipped model)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="onnxruntime execution provider")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each command (the median counts)")
+    parser.add_argument("--paced-seconds", type=float, default=30.0,
+                        help="audio fed at the pace of real time to `stream --latency live --threads 1` (0: skip)")
     args = parser.parse_args()
     model = ["--model", args.model] if args.model else []
     device = ["--device", args.device]
@@ -90,6 +118,15 @@ def main() -> int:
             print(rows[-1], file=sys.stderr)
             if channels == 2:
                 stages.append({"mode": mode, **stage_rtfs(stream + ["-q"], args.seconds, pcm)})
+        if channels == 2 and args.paced_seconds > 0:  # live's own setting: one onnxruntime thread
+            paced = pcm[:int(args.paced_seconds * rate) * channels * 2]
+            command = CLI + ["stream", "--rate", str(rate), "--channels", str(channels), "--dtype", "s16",
+                             "--latency", "live", "--threads", "1", "--block", "1024"] + device + model
+            factor = paced_run(command, paced, rate * channels * 2, 1024 * channels * 2)
+            latency = StreamProcessor(args.model, rate, channels, latency="live").latency_ms
+            rows.append({"mode": "stream live, real-time pace, 1 thread", "rate_hz": rate, "channels": channels,
+                         "latency_ms": f"{latency:.0f}", "rtf": f"{factor:.3f}", "wall_rtf": "-"})
+            print(rows[-1], file=sys.stderr)
     name = "speed" if args.device == "cpu" else f"speed_{args.device}"
     report = write_report(f"{name}.txt", f"machine: {machine(args.device == 'cuda')}; onnxruntime on {args.device}; "
                           f"{args.seconds:.0f} s of audio per run\n"

@@ -129,7 +129,8 @@ def test_the_reported_latency_is_the_delay_of_an_impulse_with_the_key_on(bundle,
     assert processor.latency_samples == plain.latency_samples + processor.key.latency_samples
     audio = np.zeros((3 * rate, 2), np.float32)
     burst = int(0.03 * rate)
-    audio[rate // 3:rate // 3 + burst] = (np.hanning(burst) * np.sin(2 * np.pi * 1000 * np.arange(burst) / rate))[:, None]
+    tone = np.hanning(burst) * np.sin(2 * np.pi * 1000 * np.arange(burst) / rate)
+    audio[rate // 3:rate // 3 + burst] = tone[:, None]
     out = np.concatenate([processor.process(audio[i:i + 997]) for i in range(0, len(audio), 997)]
                          + [processor.flush()])
     assert len(out) == len(audio) + processor.latency_samples

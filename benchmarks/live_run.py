@@ -73,7 +73,13 @@ def main() -> int:
             state["xruns"] = 0
             time.sleep(args.minutes * 60)
             live.send_signal(signal.SIGINT)
-            _, stderr = live.communicate(timeout=60)
+            try:
+                _, stderr = live.communicate(timeout=60)
+            except subprocess.TimeoutExpired:  # a hang at exit is a finding: say so, and leave no process behind
+                live.kill()
+                _, stderr = live.communicate()
+                print(f"stream-dc live did not end within 60 s of SIGINT; its stderr:\n{stderr}", file=sys.stderr)
+                return 1
     lines = stderr.strip().splitlines()
     text = "\n".join([
         f"machine: {machine()}; JACK dummy driver, {RATE} Hz, period {args.blocksize}; preset {args.latency}; "

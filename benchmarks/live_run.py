@@ -25,6 +25,10 @@ from benchmarks.common import RESULTS, jack_server, machine, music  # noqa: E402
 RATE = 44100
 
 
+def _ctrl_c_on() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
@@ -40,7 +44,8 @@ def main() -> int:
         live = subprocess.Popen([sys.executable, "-m", "stream_dc", "live", "--blocksize", str(args.blocksize),
                                  "--latency", args.latency, "--input", "system", "--output", "system",
                                  "--buffer", str(args.buffer)],
-                                env=env, stderr=subprocess.PIPE, text=True)
+                                env=env, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=_ctrl_c_on)  # a shell's background job starts with Ctrl-C ignored
         client = jack.Client("player", servername=server, no_start_server=True)
         outs = [client.outports.register(f"out_{c}") for c in range(2)]
         state = {"position": 0, "xruns": 0, "peak": 0.0}

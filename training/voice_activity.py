@@ -10,7 +10,8 @@ on ``frame_features`` by L-BFGS. Each example frame is embedded by every given e
 Training fits the gate on the network's 500-frame windows at its end. ``python -m training.voice_activity BUNDLE
 @RECIPE`` fits it for an existing bundle on a recipe's training clips (``--validation`` and ``--holdout`` clips
 left out) with the bundle's own graphs, the int8 windows and, when the bundle has one, the chunked graph run as the
-``live`` preset runs it (its embeddings differ: the backward LSTMs see 128 ms ahead), and writes it into the bundle.
+``live`` preset runs it (its embeddings differ: the backward LSTMs see only the preset's look-ahead), and writes it
+into the bundle.
 """
 from __future__ import annotations
 

@@ -1,12 +1,13 @@
 """Real-time factor of offline separation and of every streaming preset, through the real commands, and where
 the time goes, stage by stage.
 
-    python benchmarks/speed.py [--seconds 60] [--repeats 3] [--paced-seconds 30] [--model DIR] [--device cpu|cuda]
+    python benchmarks/speed.py [--seconds 60] [--repeats 3] [--paced-seconds 30] [--paced PRESET...] [--model DIR]
+                               [--device cpu|cuda]
 
-Each preset runs, and ``balanced`` once more with a key change (``--key -2``). At 44.1 kHz, ``live`` runs once more
-as ``stream-dc live`` runs it, with one onnxruntime thread and its input arriving at the pace of real time in
-1024-frame blocks: work that comes in bursts finds the CPU's caches cold, and costs more than the same work done
-back to back.
+Each preset runs, and ``balanced`` once more with a key change (``--key -2``). At 44.1 kHz, ``live`` (or each
+preset of ``--paced``) runs once more as ``stream-dc live`` runs it, with one onnxruntime thread and its input
+arriving at the pace of real time in 1024-frame blocks: work that comes in bursts finds the CPU's caches cold, and
+costs more than the same work done back to back.
 
 ``stream-dc separate`` runs on a WAV file; ``stream-dc stream`` reads raw PCM from a pipe. For each, the real-time
 factor is processing time / audio duration as the command reports it (``stream``: time spent in the processor;
@@ -96,7 +97,9 @@ def main() -> int:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="onnxruntime execution provider")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each command (the median counts)")
     parser.add_argument("--paced-seconds", type=float, default=30.0,
-                        help="audio fed at the pace of real time to `stream --latency live --threads 1` (0: skip)")
+                        help="audio fed at the pace of real time to `stream --threads 1` (0: skip)")
+    parser.add_argument("--paced", nargs="+", default=["live"], metavar="PRESET",
+                        help="the presets run at the pace of real time")
     args = parser.parse_args()
     model = ["--model", args.model] if args.model else []
     device = ["--device", args.device]
@@ -124,13 +127,13 @@ def main() -> int:
             print(rows[-1], file=sys.stderr)
             if channels == 2:
                 stages.append({"mode": mode, **stage_rtfs(stream + ["-q"], args.seconds, pcm)})
-        if channels == 2 and args.paced_seconds > 0:  # live's own setting: one onnxruntime thread
-            paced = pcm[:int(args.paced_seconds * rate) * channels * 2]
+        for preset in args.paced if channels == 2 and args.paced_seconds > 0 else []:
+            paced = pcm[:int(args.paced_seconds * rate) * channels * 2]  # live's own setting: one thread
             command = CLI + ["stream", "--rate", str(rate), "--channels", str(channels), "--dtype", "s16",
-                             "--latency", "live", "--threads", "1", "--block", "1024"] + device + model
+                             "--latency", preset, "--threads", "1", "--block", "1024"] + device + model
             factor = paced_run(command, paced, rate * channels * 2, 1024 * channels * 2)
-            latency = StreamProcessor(args.model, rate, channels, latency="live").latency_ms
-            rows.append({"mode": "stream live, real-time pace, 1 thread (one run)", "rate_hz": rate,
+            latency = StreamProcessor(args.model, rate, channels, latency=preset).latency_ms
+            rows.append({"mode": f"stream {preset}, real-time pace, 1 thread (one run)", "rate_hz": rate,
                          "channels": channels, "latency_ms": f"{latency:.0f}", "rtf": f"{factor:.3f}", "wall_rtf": "-"})
             print(rows[-1], file=sys.stderr)
     name = "speed" if args.device == "cpu" else f"speed_{args.device}"

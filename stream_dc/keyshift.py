@@ -13,8 +13,9 @@ phase: on the example song the level changes by -0.5 to -0.6 dB at every shift f
 moving each bin on its own (this stage's first form) lost 3.9 dB at -2 and 5.3 dB at -12, and sounded phasey. The
 duration is unchanged. All channels move alike, so a stereo image (and stems that are mixed back together) stays
 coherent. At 0 semitones the stage gives its input back exactly, delayed; the key can change between blocks
-(``semitones``), taking effect at the next frame (a change between two shifts dips the level by up to 2 dB for a few
-milliseconds on a tone, a return to 0 by up to 5 dB: the overlapping frames hold two pitches).
+(``semitones``), taking effect at the next frame (a change dips a tone's level by up to 2 dB for a few milliseconds,
+by up to 4 dB on a return from -2 to 0: the overlapping frames hold two pitches). Back at 0, each region's correction
+glides to zero within 0.4 s (switching it off at once dipped 5 dB), then the input passes unchanged.
 
 Why our own and not a library (measured here): python-stretch 0.3.1 (Signalsmith Stretch) resets its state on
 every ``process`` call, so block by block its pitch depends on the block size (a 220 Hz tone shifted by -2
@@ -31,6 +32,8 @@ from .stages import Aligner, FixedDelay
 from .stft import FrameAnalyzer, OverlapAdd, StftGeometry
 
 WINDOW_HOPS = 8  # 64 ms windows of 8 ms hops
+RETURN_GLIDE = 0.85  # per frame: back at 0 semitones, each region's phase correction shrinks by this factor ...
+RETURNED = 1e-3  # ... until it is below this (rad): at most 50 frames (0.4 s) after a correction of pi
 
 
 class KeyShift:
@@ -79,9 +82,8 @@ class KeyShift:
         if not len(spectra):
             return spectra
         factor = self.factor
-        if factor == 1.0:  # the input as it is; only the last frame's phase is kept, for when the key moves
+        if factor == 1.0 and not self.correction.any():  # the input as it is; only the last frame's phase is kept
             self.previous_phase = np.angle(spectra[-1].sum(axis=1).astype(np.complex128))
-            self.correction[:] = 0.0  # a shift that starts again starts in phase with the unshifted frames
             return spectra
         reference = spectra.sum(axis=2)  # (frames, bins): all channels share its peaks and frequencies
         # phases in float64: an advance of up to 2 pi x bins x hop / n_fft rad per frame (about 1100 rad) is
@@ -101,6 +103,9 @@ class KeyShift:
         for n in range(frames):
             correction[n] = carried + (factor - 1.0) * advance[n]
             carried = correction[n, peaks[n]]
+            if factor == 1.0:  # back at the original key: the correction glides to zero, then the input passes
+                carried = (carried + np.pi) % (2.0 * np.pi) - np.pi  # the same turn, the shortest way back
+                carried = np.where(np.abs(carried) < RETURNED, 0.0, RETURN_GLIDE * carried)
         self.correction = np.where(np.isfinite(carried), carried, 0.0)  # a damaged frame does not last
         rows = np.arange(frames)[:, None]
         move = np.rint(peaks * factor).astype(np.int64) - peaks  # bins each bin moves by: its region's

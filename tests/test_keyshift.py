@@ -79,7 +79,8 @@ def test_a_gliding_tone_keeps_its_level_as_its_peak_moves_from_bin_to_bin(semito
 
 def test_key_changes_stay_in_phase_and_a_shift_after_a_pause_at_zero_starts_afresh():
     """Stepping the key like the player (each step taking effect at a frame) dips the level for a moment by no more
-    than 3 dB between two shifts; a shift that starts again after 0 semitones dips no more than the first one did."""
+    than 3 dB, back to 0 semitones included (the correction glides away there); a shift that starts again after 0
+    semitones dips no more than the first one did."""
     rate, block = 44100, 1024
     tone = harmonic(4.0, rate)
     keys = [0.0, -1.0, -2.0, -1.0, 0.0, -2.0, -3.0, -2.0]  # one each half second
@@ -92,9 +93,22 @@ def test_key_changes_stay_in_phase_and_a_shift_after_a_pause_at_zero_starts_afre
     out = np.concatenate(parts)[stage.latency_samples:]
     dips = short_term_levels(out, rate) - short_term_levels(tone, rate)[:len(out) // (rate // 100)]
     around = {k: dips[50 * k - 5:50 * k + 15].min() for k in range(1, len(keys))}  # 50 ms before, 150 ms after
-    for k in (2, 3, 6, 7):  # from one shift to another
+    for k in (2, 3, 4, 6, 7):  # from one shift to another, and back to 0
         assert around[k] > -3.0, (keys[k - 1], keys[k], around[k])
     assert around[5] > around[1] - 1.0, (around[1], around[5])  # 0 -> -1 at first, 0 -> -2 after -1, -2, -1, 0
+
+
+def test_back_at_zero_semitones_the_input_passes_unchanged_once_the_correction_has_glided_away():
+    rate = 44100
+    tone = harmonic(3.0, rate)
+    stage = KeyShift(rate, 2, -2.0)
+    parts = []
+    for start in range(0, len(tone), 1024):
+        stage.semitones = -2.0 if start < rate else 0.0
+        parts.append(stage.process(tone[start:start + 1024]))
+    out = np.concatenate(parts)[stage.latency_samples:]
+    assert not stage.correction.any()
+    np.testing.assert_allclose(out[2 * rate:], tone[2 * rate:len(out)], atol=1e-6)  # 1 s after the return
 
 
 def test_zero_semitones_gives_the_input_back_and_any_block_size_the_same_output():

@@ -47,15 +47,16 @@ class AnalysisFrontEnd:
         _, spectra = self.analyzer.process(self.resampler.process(mono_downmix(block)[:, None]))
         return self._log_mel(spectra)
 
+    def _analysis_samples(self, n_samples: int) -> int:
+        """How many 16 kHz samples ``n_samples`` input samples resample to (rounded up)."""
+        return -(-n_samples * self.log_mel.config.sample_rate // self.sample_rate)
+
     def frames_for(self, n_samples: int) -> int:
         """How many frames a signal of ``n_samples`` input samples gives in all."""
-        config = self.log_mel.config
-        return -(-n_samples * config.sample_rate // self.sample_rate) // config.hop_length + 1
+        return self._analysis_samples(n_samples) // self.log_mel.config.hop_length + 1
 
     def flush(self) -> np.ndarray:
-        config = self.log_mel.config
-        analysis_samples = -(-self.n_in * config.sample_rate // self.sample_rate)
         self.total_frames = self.frames_for(self.n_in)
-        _, spectra = self.analyzer.process(self.resampler.flush(analysis_samples))
+        _, spectra = self.analyzer.process(self.resampler.flush(self._analysis_samples(self.n_in)))
         _, tail = self.analyzer.flush(self.total_frames)
         return self._log_mel(np.concatenate([spectra, tail]))

@@ -116,10 +116,14 @@ def main() -> int:
             if channels == 2:
                 stages.append({"mode": "offline", **stage_rtfs(separate + ["-q"], args.seconds)})
         pcm = encode_pcm(audio, "s16")
+
+        def stream_command(preset: str, *options: str) -> list[str]:
+            return ["stream", "--rate", str(rate), "--channels", str(channels), "--dtype", "s16", "--latency",
+                    preset, *options] + device + model
+
         for preset, key in [(preset, 0.0) for preset in PRESETS] + [("balanced", -2.0)]:
             latency = StreamProcessor(args.model, rate, channels, latency=preset, key=key).latency_ms
-            stream = ["stream", "--rate", str(rate), "--channels", str(channels), "--dtype", "s16", "--latency",
-                      preset, "--key", str(key)] + device + model
+            stream = stream_command(preset, "--key", str(key))
             factor, wall = timed_runs(CLI + stream, args.repeats, pcm)
             mode = f"stream {preset}" + (f" --key {key:g}" if key else "")
             rows.append({"mode": mode, "rate_hz": rate, "channels": channels, "latency_ms": f"{latency:.0f}",
@@ -127,10 +131,11 @@ def main() -> int:
             print(rows[-1], file=sys.stderr)
             if channels == 2:
                 stages.append({"mode": mode, **stage_rtfs(stream + ["-q"], args.seconds, pcm)})
-        for preset in args.paced if channels == 2 and args.paced_seconds > 0 else []:
-            paced = pcm[:int(args.paced_seconds * rate) * channels * 2]  # live's own setting: one thread
-            command = CLI + ["stream", "--rate", str(rate), "--channels", str(channels), "--dtype", "s16",
-                             "--latency", preset, "--threads", "1", "--block", "1024"] + device + model
+        if channels != 2 or args.paced_seconds <= 0:
+            continue
+        paced = pcm[:int(args.paced_seconds * rate) * channels * 2]
+        for preset in args.paced:  # as live runs it: one onnxruntime thread, 1024-frame blocks
+            command = CLI + stream_command(preset, "--threads", "1", "--block", "1024")
             factor = paced_run(command, paced, rate * channels * 2, 1024 * channels * 2)
             latency = StreamProcessor(args.model, rate, channels, latency=preset).latency_ms
             rows.append({"mode": f"stream {preset}, real-time pace, 1 thread (one run)", "rate_hz": rate,

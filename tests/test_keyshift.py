@@ -133,7 +133,7 @@ def test_the_key_can_change_between_blocks():
 
 @pytest.mark.parametrize("semitones", [-2.0, 3.0])
 @pytest.mark.parametrize("rate", [16000, 44100])
-def test_the_reported_latency_is_the_delay_of_an_impulse_with_the_key_on(bundle, semitones, rate):
+def test_the_reported_latency_is_the_delay_of_a_tone_burst_with_the_key_on(bundle, semitones, rate):
     """A 30 ms tone burst comes out moved in pitch, its energy centred on the latency the processor reports (within
     1 ms), which adds the key stage's window to the separation's. (A burst, not an impulse: an impulse has no
     partials to move, and the shifter scatters it over its window.)"""
